@@ -1,0 +1,141 @@
+import {readFileSync, existsSync} from 'node:fs';
+import path from 'node:path';
+import {parse as parseYaml, YAMLParseError} from 'yaml';
+import {type z} from 'zod';
+import {configSchema} from './schema.js';
+
+export type UpstreamConfig = {
+	name: string;
+	url: string;
+	tagTtlMs: number;
+	timeoutMs: number;
+	offline: boolean;
+	credentials?: {username: string; password: string};
+	/** Docker Hub puts single-segment names under library/. */
+	libraryPrefix: boolean;
+};
+
+export type NamespaceRule = {prefix: string; local: true} | {prefix: string; upstream: string};
+
+export type Config = {
+	listen: {host: string; port: number};
+	publicUrl?: string;
+	prefix: string;
+	tls?: {cert: string; key: string};
+	storage: {dir: string; maxSize?: number};
+	auth?: {htpasswd: string; anonymousPull: boolean};
+	logLevel: string;
+	upstreams: Map<string, UpstreamConfig>;
+	namespaces: NamespaceRule[];
+};
+
+/** One line, naming the key: what a person sees when start-up fails. */
+export class ConfigError extends Error {
+	override name = 'ConfigError';
+	readonly code = 'ERR_CONFIG';
+}
+
+function keyPath(segments: ReadonlyArray<PropertyKey>): string {
+	return segments.map(String).join('.') || '(top level)';
+}
+
+function describe(issue: z.core.$ZodIssue): string {
+	if (issue.code === 'unrecognized_keys') {
+		const keys = issue.keys.map(key => keyPath([...issue.path, key]));
+		return `config: ${keys.join(', ')}: unknown key`;
+	}
+
+	if (issue.code === 'invalid_union') {
+		return `config: ${keyPath(issue.path)}: ${issue.path[0] === 'namespaces' ? 'needs prefix and either upstream: NAME or local: true' : 'invalid value'}`;
+	}
+
+	if (issue.code === 'invalid_type' && issue.input === undefined) {
+		return `config: ${keyPath(issue.path)}: required`;
+	}
+
+	return `config: ${keyPath(issue.path)}: ${issue.message}`;
+}
+
+function isDockerHub(name: string, url: string): boolean {
+	return name === 'docker.io' || /(^|\.)docker\.io$/.test(new URL(url).hostname);
+}
+
+/** Validates an already-parsed document; paths are resolved against `baseDir`. */
+export function parseConfig(document: unknown, baseDir: string): Config {
+	const result = configSchema.safeParse(document ?? {});
+	if (!result.success) {
+		throw new ConfigError(describe(result.error.issues[0]!));
+	}
+
+	const raw = result.data;
+	const resolve = (file: string) => path.resolve(baseDir, file);
+	const upstreams = new Map<string, UpstreamConfig>();
+	for (const [name, entry] of Object.entries(raw.upstreams)) {
+		upstreams.set(name, {
+			name,
+			url: entry.url,
+			tagTtlMs: entry.tag_ttl,
+			timeoutMs: entry.timeout,
+			offline: entry.offline,
+			credentials: entry.username === undefined ? undefined : {username: entry.username, password: entry.password ?? ''},
+			libraryPrefix: isDockerHub(name, entry.url),
+		});
+	}
+
+	const config: Config = {
+		listen: raw.listen,
+		publicUrl: raw.public_url,
+		prefix: raw.prefix,
+		storage: {dir: resolve(raw.storage.dir), maxSize: raw.storage.max_size},
+		logLevel: raw.log.level,
+		upstreams,
+		namespaces: raw.namespaces,
+	};
+
+	if (raw.tls) {
+		config.tls = {cert: resolve(raw.tls.cert), key: resolve(raw.tls.key)};
+		for (const key of ['cert', 'key'] as const) {
+			if (!existsSync(config.tls[key])) {
+				throw new ConfigError(`config: tls.${key}: file not found: ${config.tls[key]}`);
+			}
+		}
+	}
+
+	if (raw.auth) {
+		config.auth = {htpasswd: resolve(raw.auth.htpasswd), anonymousPull: raw.auth.anonymous_pull};
+		if (!existsSync(config.auth.htpasswd)) {
+			throw new ConfigError(`config: auth.htpasswd: file not found: ${config.auth.htpasswd}`);
+		}
+	}
+
+	return config;
+}
+
+export function parseConfigText(text: string, baseDir: string, fileName = 'config'): Config {
+	let document: unknown;
+	try {
+		document = parseYaml(text, {prettyErrors: false});
+	} catch (error) {
+		if (error instanceof YAMLParseError) {
+			const line = error.linePos?.[0]?.line;
+			throw new ConfigError(`config: ${fileName}${line ? `:${line}` : ''}: invalid YAML: ${error.message.split('\n')[0]}`);
+		}
+
+		throw error;
+	}
+
+	return parseConfig(document, baseDir);
+}
+
+export function loadConfig(file: string): Config {
+	const absolute = path.resolve(file);
+	let text: string;
+	try {
+		text = readFileSync(absolute, 'utf8');
+	} catch (error) {
+		const code = (error as NodeJS.ErrnoException).code;
+		throw new ConfigError(`config: ${absolute}: ${code === 'ENOENT' ? 'file not found' : `cannot read (${code})`}`);
+	}
+
+	return parseConfigText(text, path.dirname(absolute), absolute);
+}

@@ -1,0 +1,127 @@
+/**
+ * The shape of mirror.config.yml. Parsing turns strings people write ("5m",
+ * "50GiB", "0.0.0.0:5000") into the values the code uses, so nothing else
+ * ever parses config text.
+ */
+import {z} from 'zod';
+import {parseDuration, parseSize} from './units.js';
+
+const duration = z.union([z.string(), z.number()]).transform((value, context) => {
+	const ms = parseDuration(value);
+	if (ms === undefined) {
+		context.addIssue({code: 'custom', message: `not a duration (like 30s, 5m, 1h): ${String(value)}`});
+		return z.NEVER;
+	}
+
+	return ms;
+});
+
+const size = z.union([z.string(), z.number()]).transform((value, context) => {
+	const bytes = parseSize(value);
+	if (bytes === undefined) {
+		context.addIssue({code: 'custom', message: `not a size (like 500MB, 50GiB): ${String(value)}`});
+		return z.NEVER;
+	}
+
+	return bytes;
+});
+
+const httpUrl = z.string().transform((value, context) => {
+	let url: URL;
+	try {
+		url = new URL(value);
+	} catch {
+		context.addIssue({code: 'custom', message: `not a URL: ${value}`});
+		return z.NEVER;
+	}
+
+	if (url.protocol !== 'http:' && url.protocol !== 'https:') {
+		context.addIssue({code: 'custom', message: `not an http(s) URL: ${value}`});
+		return z.NEVER;
+	}
+
+	return url.origin + url.pathname.replace(/\/+$/, '');
+});
+
+const listen = z.union([z.string(), z.number()]).transform((value, context) => {
+	const text = String(value);
+	const match = /^(?:(\[[0-9a-fA-F:]+\]|[^:]*):)?(\d{1,5})$/.exec(text);
+	const port = match ? Number(match[2]) : Number.NaN;
+	if (!match || port > 65_535) {
+		context.addIssue({code: 'custom', message: `not host:port: ${text}`});
+		return z.NEVER;
+	}
+
+	const host = (match[1] ?? '').replace(/^\[|\]$/g, '') || '0.0.0.0';
+	return {host, port};
+});
+
+const prefix = z.string().transform((value, context) => {
+	const trimmed = value.replace(/\/+$/, '');
+	if (trimmed !== '' && !/^\/[A-Za-z0-9._~\-/]+$/.test(trimmed)) {
+		context.addIssue({code: 'custom', message: `not a path like /registry: ${value}`});
+		return z.NEVER;
+	}
+
+	return trimmed;
+});
+
+const upstream = z.strictObject({
+	url: httpUrl,
+	tag_ttl: duration.default(5 * 60_000),
+	username: z.string().optional(),
+	password: z.string().optional(),
+	offline: z.boolean().default(false),
+	timeout: duration.default(30_000),
+});
+
+const namespace = z.union([
+	z.strictObject({prefix: z.string(), local: z.literal(true)}),
+	z.strictObject({prefix: z.string(), upstream: z.string().min(1)}),
+]);
+
+export const configSchema = z
+	.strictObject({
+		listen: listen.default({host: '0.0.0.0', port: 5000}),
+		public_url: httpUrl.optional(),
+		prefix: prefix.default(''),
+		tls: z.strictObject({cert: z.string().min(1), key: z.string().min(1)}).optional(),
+		storage: z
+			.strictObject({
+				dir: z.string().min(1).default('./data'),
+				max_size: size.optional(),
+				driver: z.literal('filesystem').default('filesystem'),
+			})
+			.default({dir: './data', driver: 'filesystem'}),
+		metadata: z.strictObject({driver: z.literal('sqlite').default('sqlite')}).default({driver: 'sqlite'}),
+		auth: z
+			.strictObject({
+				htpasswd: z.string().min(1),
+				anonymous_pull: z.boolean().default(false),
+			})
+			.optional(),
+		log: z
+			.strictObject({level: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'silent']).default('info')})
+			.default({level: 'info'}),
+		upstreams: z.record(z.string().regex(/^[A-Za-z0-9.-]+(?::\d+)?$/, 'not a registry host name'), upstream).default({}),
+		namespaces: z.array(namespace).default([]),
+	})
+	.superRefine((config, context) => {
+		for (const [index, rule] of config.namespaces.entries()) {
+			if ('upstream' in rule && !Object.hasOwn(config.upstreams, rule.upstream)) {
+				context.addIssue({
+					code: 'custom',
+					path: ['namespaces', index, 'upstream'],
+					message: `no upstream named ${rule.upstream} under upstreams`,
+				});
+			}
+		}
+
+		for (const [name, entry] of Object.entries(config.upstreams)) {
+			if ((entry.username === undefined) !== (entry.password === undefined)) {
+				context.addIssue({code: 'custom', path: ['upstreams', name], message: 'username and password go together'});
+			}
+		}
+	});
+
+export type RawConfig = z.output<typeof configSchema>;

@@ -1,0 +1,49 @@
+import {type Context} from 'koa';
+import {parseDigest} from '../v2/grammar.js';
+import {type HandlerDeps, readService, targetOf} from './context.js';
+import {parseRange} from './range.js';
+
+function digestParam(ctx: Context) {
+	return parseDigest((ctx['params'] as Record<string, string>)['digest'] ?? '');
+}
+
+export function headBlob(deps: HandlerDeps) {
+	return async (ctx: Context): Promise<void> => {
+		const target = targetOf(ctx, deps);
+		const digest = digestParam(ctx);
+		const size = await readService(deps, target).statBlob(target, digest);
+		ctx.status = 200;
+		ctx.set('Content-Type', 'application/octet-stream');
+		ctx.set('Content-Length', String(size));
+		ctx.set('Docker-Content-Digest', digest.value);
+		ctx.set('Accept-Ranges', 'bytes');
+		ctx.set('ETag', `"${digest.value}"`);
+	};
+}
+
+export function getBlob(deps: HandlerDeps) {
+	return async (ctx: Context): Promise<void> => {
+		const target = targetOf(ctx, deps);
+		const digest = digestParam(ctx);
+		const blob = await readService(deps, target).getBlob(target, digest);
+		const range = blob.size === undefined ? undefined : parseRange(ctx.get('range') || undefined, blob.size);
+		ctx.set('Content-Type', 'application/octet-stream');
+		ctx.set('Docker-Content-Digest', digest.value);
+		ctx.set('ETag', `"${digest.value}"`);
+		ctx.set('Accept-Ranges', 'bytes');
+		ctx.set('Cache-Control', 'max-age=31536000, immutable');
+		if (range && blob.size !== undefined) {
+			ctx.status = 206;
+			ctx.set('Content-Range', `bytes ${range.start}-${range.end}/${blob.size}`);
+			ctx.body = blob.open(range);
+			ctx.length = range.end - range.start + 1;
+			return;
+		}
+
+		ctx.status = 200;
+		ctx.body = blob.open();
+		if (blob.size !== undefined) {
+			ctx.length = blob.size;
+		}
+	};
+}

@@ -1,0 +1,54 @@
+/**
+ * The V2 routes. Repository names contain slashes, so the name is a wildcard
+ * and the resource after it (manifests, blobs, tags) anchors the match.
+ */
+import Router from '@koa/router';
+import {type Context, type Next} from 'koa';
+import {RegistryError} from '../v2/errors.js';
+import {type HandlerDeps} from './context.js';
+import {getBlob, headBlob} from './blobs.js';
+import {getManifest} from './manifests.js';
+import {listTags} from './tags.js';
+
+/** Names, tags and digests never need escapes; `%2f` or `%2e%2e` in a path is an attack or a bug. Only `:` (%3A) may come escaped. */
+async function rejectEscapes(ctx: Context, next: Next): Promise<void> {
+	const raw = ctx.path.replace(/%3a/gi, ':');
+	if (raw.includes('%')) {
+		throw new RegistryError('NAME_INVALID', {message: 'percent-escapes are not allowed in repository paths', detail: {path: ctx.path.slice(0, 300)}});
+	}
+
+	await next();
+}
+
+function readOnly(): never {
+	throw new RegistryError('UNSUPPORTED', {message: 'pushes and deletes are not supported here'});
+}
+
+export function createRouter(deps: HandlerDeps): Router {
+	const router = new Router({prefix: `${deps.prefix}/v2`, sensitive: true});
+	router.use(rejectEscapes);
+	router.get('/', ctx => {
+		ctx.status = 200;
+		ctx.body = {};
+	});
+	router.get('/*name/manifests/:reference', getManifest(deps));
+	router.put('/*name/manifests/:reference', readOnly);
+	router.delete('/*name/manifests/:reference', readOnly);
+	router.head('/*name/blobs/:digest', headBlob(deps));
+	router.get('/*name/blobs/:digest', getBlob(deps));
+	router.delete('/*name/blobs/:digest', readOnly);
+	router.post('/*name/blobs/uploads/', readOnly);
+	router.get('/*name/tags/list', listTags(deps));
+	return router;
+}
+
+export function routes(router: Router) {
+	return [
+		router.routes(),
+		router.allowedMethods({
+			throw: true,
+			methodNotAllowed: () => new RegistryError('UNSUPPORTED', {message: 'method not allowed on this endpoint'}),
+			notImplemented: () => new RegistryError('UNSUPPORTED', {message: 'method not implemented'}),
+		}),
+	];
+}

@@ -1,0 +1,32 @@
+import {type Context} from 'koa';
+import {parsePage} from '../v2/pagination.js';
+import {type HandlerDeps, readService, targetOf} from './context.js';
+
+/** The `Link: <...>; rel="next"` header for a paginated list, keeping `ns`. */
+export function nextLink(ctx: Context, path: string, n: number | undefined, last: string): string {
+	const query = new URLSearchParams();
+	if (typeof ctx.query['ns'] === 'string') {
+		query.set('ns', ctx.query['ns']);
+	}
+
+	if (n !== undefined) {
+		query.set('n', String(n));
+	}
+
+	query.set('last', last);
+	return `<${path}?${query.toString()}>; rel="next"`;
+}
+
+export function listTags(deps: HandlerDeps) {
+	return async (ctx: Context): Promise<void> => {
+		const target = targetOf(ctx, deps);
+		const page = parsePage(ctx.query);
+		const list = await readService(deps, target).listTags(target, page);
+		if (list.next !== undefined) {
+			ctx.set('Link', nextLink(ctx, `${deps.prefix}/v2/${target.clientName}/tags/list`, page.n, list.next));
+		}
+
+		ctx.status = 200;
+		ctx.body = {name: list.name, tags: list.tags};
+	};
+}

@@ -1,0 +1,69 @@
+/** Local (pushed) namespaces: reads. Pushes live in uploads.ts. */
+import {type LocalTarget} from '../namespaces.js';
+import {type BlobResult, type ManifestResult, type ReadService, type TagList, type TagPage} from '../services.js';
+import {type AccessRecorder} from '../store/access.js';
+import {type BlobStore} from '../store/blob-store.js';
+import {type MetadataStore} from '../store/metadata.js';
+import {RegistryError} from '../v2/errors.js';
+import {type Digest, type Reference, parseDigest} from '../v2/grammar.js';
+import {paginate} from '../v2/pagination.js';
+import {negotiate} from '../proxy/service.js';
+
+export class LocalService implements ReadService<LocalTarget> {
+	constructor(
+		protected readonly metadata: MetadataStore,
+		protected readonly blobs: BlobStore,
+		protected readonly access: AccessRecorder,
+	) {}
+
+	async getManifest(target: LocalTarget, reference: Reference, accept: string[]): Promise<ManifestResult> {
+		const byDigest = async (digest: Digest): Promise<ManifestResult> => {
+			const manifest = this.metadata.hasRepoManifest(target.repo, digest.value) ? this.metadata.getManifest(digest.value) : undefined;
+			if (!manifest) {
+				throw new RegistryError('MANIFEST_UNKNOWN', {detail: {digest: digest.value}});
+			}
+
+			this.access.touch('manifest', manifest.digest);
+			return {manifest};
+		};
+
+		if (reference.kind === 'digest') {
+			return negotiate(await byDigest(reference.digest), accept, byDigest);
+		}
+
+		const tag = this.metadata.getTag(target.repo, reference.tag);
+		if (!tag) {
+			throw new RegistryError('MANIFEST_UNKNOWN', {detail: {tag: reference.tag}});
+		}
+
+		return negotiate(await byDigest(parseDigest(tag.digest)), accept, byDigest);
+	}
+
+	async statBlob(target: LocalTarget, digest: Digest): Promise<number> {
+		if (!this.metadata.hasRepoBlob(target.repo, digest.value)) {
+			throw new RegistryError('BLOB_UNKNOWN', {detail: {digest: digest.value}});
+		}
+
+		const size = await this.blobs.size(digest);
+		if (size === undefined) {
+			throw new RegistryError('BLOB_UNKNOWN', {detail: {digest: digest.value}});
+		}
+
+		return size;
+	}
+
+	async getBlob(target: LocalTarget, digest: Digest): Promise<BlobResult> {
+		const size = await this.statBlob(target, digest);
+		this.access.touch('blob', digest.value);
+		return {size, open: range => this.blobs.createReadStream(digest, range)};
+	}
+
+	async listTags(target: LocalTarget, page: TagPage): Promise<TagList> {
+		const tags = this.metadata.listTags(target.repo);
+		if (tags.length === 0) {
+			throw new RegistryError('NAME_UNKNOWN', {detail: {name: target.clientName}});
+		}
+
+		return {name: target.clientName, ...paginate(tags, page)};
+	}
+}

@@ -1,0 +1,173 @@
+/**
+ * Blobs of cached namespaces: served from the store when we have them,
+ * otherwise through the single-flight fill (see blob-fill.ts).
+ */
+import {type CachedTarget} from '../namespaces.js';
+import {type BlobResult} from '../services.js';
+import {type AccessRecorder} from '../store/access.js';
+import {type BlobStore} from '../store/blob-store.js';
+import {type MetadataStore} from '../store/metadata.js';
+import {type UpstreamClient, pullScope} from '../upstream/client.js';
+import {RegistryError} from '../v2/errors.js';
+import {type Digest} from '../v2/grammar.js';
+import {type FillRegistry, type FillSource} from './blob-fill.js';
+import {isUpstreamFailure} from './manifests.js';
+
+export type ProxyBlobDeps = {
+	metadata: MetadataStore;
+	blobs: BlobStore;
+	fills: FillRegistry;
+	upstream: (name: string) => UpstreamClient;
+	access: AccessRecorder;
+	now?: () => number;
+	onFill?: (upstream: string, digest: string, outcome: 'started' | 'joined') => void;
+};
+
+export class ProxyBlobs {
+	readonly #now: () => number;
+
+	constructor(private readonly deps: ProxyBlobDeps) {
+		this.#now = deps.now ?? Date.now;
+	}
+
+	/** A committed blob this repository may read, or undefined. */
+	async #local(target: CachedTarget, digest: Digest): Promise<number | undefined> {
+		const record = this.deps.metadata.getBlob(digest.value);
+		if (!record) {
+			return undefined;
+		}
+
+		const size = await this.deps.blobs.size(digest);
+		if (size === undefined) {
+			// The row outlived its file (deleted by hand, or a crash between the two): forget it and fetch again.
+			this.deps.metadata.deleteBlobRecord(digest.value);
+			return undefined;
+		}
+
+		const {metadata} = this.deps;
+		if (!metadata.hasRepoBlob(target.repo, digest.value)) {
+			// Known under this upstream (its registries share layers across repositories) or confirmed by a HEAD.
+			if (!metadata.registryHasBlob(target.repo.registry, digest.value) && !(await this.#upstreamHas(target, digest))) {
+				return undefined;
+			}
+
+			metadata.linkBlob(target.repo, digest.value);
+		}
+
+		this.deps.access.touch('blob', digest.value);
+		return size;
+	}
+
+	async #upstreamHas(target: CachedTarget, digest: Digest): Promise<boolean> {
+		if (target.upstream.offline) {
+			return true;
+		}
+
+		try {
+			return (await this.#head(target, digest)) !== undefined;
+		} catch (error) {
+			// The bytes are verified and immutable; when the upstream cannot say, serve them.
+			return isUpstreamFailure(error);
+		}
+	}
+
+	async #head(target: CachedTarget, digest: Digest): Promise<number | undefined> {
+		const response = await this.deps.upstream(target.upstream.name).request('HEAD', `/v2/${target.remoteName}/blobs/${digest.value}`, {
+			scope: pullScope(target.remoteName),
+			kind: 'blob',
+		});
+		if (response.status === 404) {
+			return undefined;
+		}
+
+		checkBlobStatus(response.status, target);
+		const length = Number(response.headers['content-length']);
+		return Number.isSafeInteger(length) && length >= 0 ? length : undefined;
+	}
+
+	async stat(target: CachedTarget, digest: Digest): Promise<number> {
+		const local = await this.#local(target, digest);
+		if (local !== undefined) {
+			return local;
+		}
+
+		const fill = this.deps.fills.get(digest);
+		if (fill?.size !== undefined) {
+			return fill.size;
+		}
+
+		if (target.upstream.offline) {
+			throw new RegistryError('BLOB_UNKNOWN', {detail: {digest: digest.value, reason: 'upstream is offline and this blob is not cached'}});
+		}
+
+		const size = await this.#head(target, digest);
+		if (size === undefined) {
+			throw new RegistryError('BLOB_UNKNOWN', {detail: {digest: digest.value}});
+		}
+
+		return size;
+	}
+
+	async get(target: CachedTarget, digest: Digest): Promise<BlobResult> {
+		const local = await this.#local(target, digest);
+		if (local !== undefined) {
+			return {size: local, open: range => this.deps.blobs.createReadStream(digest, range)};
+		}
+
+		if (target.upstream.offline) {
+			throw new RegistryError('BLOB_UNKNOWN', {detail: {digest: digest.value, reason: 'upstream is offline and this blob is not cached'}});
+		}
+
+		const {metadata} = this.deps;
+		const {fill, started} = this.deps.fills.join(
+			digest,
+			this.deps.blobs,
+			async () => this.#openUpstream(target, digest),
+			size => metadata.putBlob(target.repo, {digest: digest.value, size, pushed: false, now: this.#now()}),
+		);
+		this.deps.onFill?.(target.upstream.name, digest.value, started ? 'started' : 'joined');
+		if (!started) {
+			// Another repository's fill: link this one too once the bytes are in.
+			fill.done.then(() => metadata.linkBlob(target.repo, digest.value)).catch(() => undefined);
+		}
+
+		await fill.ready;
+		if (fill.state === 'done') {
+			return {size: fill.size, open: range => this.deps.blobs.createReadStream(digest, range)};
+		}
+
+		return {size: fill.size, open: range => fill.createReader(range)};
+	}
+
+	async #openUpstream(target: CachedTarget, digest: Digest): Promise<FillSource> {
+		const response = await this.deps.upstream(target.upstream.name).stream(`/v2/${target.remoteName}/blobs/${digest.value}`, {
+			scope: pullScope(target.remoteName),
+			kind: 'blob',
+		});
+		if (response.status !== 200) {
+			if (response.status === 404) {
+				throw new RegistryError('BLOB_UNKNOWN', {detail: {digest: digest.value, upstream: target.upstream.name}});
+			}
+
+			checkBlobStatus(response.status, target);
+		}
+
+		const length = Number(response.headers['content-length']);
+		return {size: Number.isSafeInteger(length) && length >= 0 ? length : undefined, body: response.body};
+	}
+}
+
+function checkBlobStatus(status: number, target: CachedTarget): void {
+	if (status === 200) {
+		return;
+	}
+
+	if (status === 401 || status === 403) {
+		throw new RegistryError('NAME_UNKNOWN', {
+			message: 'the upstream denied access to this repository',
+			detail: {upstream: target.upstream.name, repository: target.remoteName, status},
+		});
+	}
+
+	throw new RegistryError('UNAVAILABLE', {status: 502, message: `upstream ${target.upstream.name} answered ${status}`});
+}

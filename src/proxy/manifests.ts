@@ -1,0 +1,227 @@
+/**
+ * Manifests of cached namespaces. By digest: immutable, local first. By tag:
+ * served from the cache while younger than the upstream's tag_ttl, then
+ * revalidated with a HEAD (cheap, and not counted against Docker Hub's pull
+ * limit); when the upstream cannot answer, the stale copy is served.
+ */
+import {createHash} from 'node:crypto';
+import {type CachedTarget} from '../namespaces.js';
+import {type ManifestResult} from '../services.js';
+import {type AccessRecorder} from '../store/access.js';
+import {type ManifestRecord, type MetadataStore} from '../store/metadata.js';
+import {type UpstreamClient, pullScope} from '../upstream/client.js';
+import {RegistryError} from '../v2/errors.js';
+import {type Digest, type Reference} from '../v2/grammar.js';
+import {MANIFEST_ACCEPT, detectManifestType} from '../v2/media-types.js';
+import {manifestReferences} from '../v2/manifest.js';
+import {type Logger} from '../log.js';
+
+export const MAX_MANIFEST_BYTES = 4 * 1024 * 1024;
+
+export type ProxyManifestDeps = {
+	metadata: MetadataStore;
+	upstream: (name: string) => UpstreamClient;
+	access: AccessRecorder;
+	log: Logger;
+	now?: () => number;
+	onStale?: (upstream: string, reason: string) => void;
+};
+
+export class ProxyManifests {
+	readonly #inflight = new Map<string, Promise<ManifestResult>>();
+	readonly #now: () => number;
+
+	constructor(private readonly deps: ProxyManifestDeps) {
+		this.#now = deps.now ?? Date.now;
+	}
+
+	async get(target: CachedTarget, reference: Reference): Promise<ManifestResult> {
+		const key = `${target.repo.registry}\n${target.repo.name}\n${reference.kind === 'tag' ? reference.tag : reference.digest.value}`;
+		// A cached digest, or a tag within its TTL, needs no coordination.
+		const quick = reference.kind === 'digest' ? this.#localByDigest(target, reference.digest) : this.#freshTag(target, reference.tag);
+		if (quick) {
+			this.deps.access.touch('manifest', quick.digest);
+			return {manifest: quick};
+		}
+
+		let pending = this.#inflight.get(key);
+		if (!pending) {
+			pending = (reference.kind === 'digest' ? this.#byDigest(target, reference.digest) : this.#byTag(target, reference.tag)).finally(
+				() => this.#inflight.delete(key),
+			);
+			this.#inflight.set(key, pending);
+		}
+
+		return pending;
+	}
+
+	#localByDigest(target: CachedTarget, digest: Digest): ManifestRecord | undefined {
+		return this.deps.metadata.hasRepoManifest(target.repo, digest.value) ? this.deps.metadata.getManifest(digest.value) : undefined;
+	}
+
+	#freshTag(target: CachedTarget, tag: string): ManifestRecord | undefined {
+		const record = this.deps.metadata.getTag(target.repo, tag);
+		if (!record) {
+			return undefined;
+		}
+
+		if (target.upstream.offline || this.#now() - record.checkedAt < target.upstream.tagTtlMs) {
+			return this.deps.metadata.getManifest(record.digest);
+		}
+
+		return undefined;
+	}
+
+	async #byDigest(target: CachedTarget, digest: Digest): Promise<ManifestResult> {
+		const known = this.deps.metadata.getManifest(digest.value);
+		if (target.upstream.offline) {
+			if (known) {
+				return {manifest: known};
+			}
+
+			throw new RegistryError('MANIFEST_UNKNOWN', {detail: {reason: 'upstream is offline and this manifest is not cached'}});
+		}
+
+		try {
+			const manifest = await this.#fetch(target, digest.value, digest);
+			this.#store(target, manifest);
+			return {manifest};
+		} catch (error) {
+			// The bytes are immutable and already verified: any repository may have them when the upstream cannot answer.
+			if (known && isUpstreamFailure(error)) {
+				return this.#stale(target, known, error);
+			}
+
+			throw error;
+		}
+	}
+
+	async #byTag(target: CachedTarget, tag: string): Promise<ManifestResult> {
+		const record = this.deps.metadata.getTag(target.repo, tag);
+		const cached = record ? this.deps.metadata.getManifest(record.digest) : undefined;
+		if (target.upstream.offline) {
+			if (cached) {
+				return {manifest: cached};
+			}
+
+			throw new RegistryError('MANIFEST_UNKNOWN', {detail: {reason: 'upstream is offline and this tag is not cached'}});
+		}
+
+		try {
+			if (record && cached) {
+				const current = await this.#head(target, tag);
+				if (current === record.digest) {
+					this.deps.metadata.markTagChecked(target.repo, tag, this.#now());
+					this.deps.access.touch('manifest', cached.digest);
+					return {manifest: cached};
+				}
+			}
+
+			const manifest = await this.#fetch(target, tag, undefined);
+			this.#store(target, manifest, tag);
+			return {manifest};
+		} catch (error) {
+			if (cached && isUpstreamFailure(error)) {
+				return this.#stale(target, cached, error);
+			}
+
+			throw error;
+		}
+	}
+
+	#stale(target: CachedTarget, manifest: ManifestRecord, error: unknown): ManifestResult {
+		const reason = error instanceof RegistryError ? error.message : String(error);
+		this.deps.log.warn({upstream: target.upstream.name, repository: target.remoteName, digest: manifest.digest, reason}, 'serving stale manifest');
+		this.deps.onStale?.(target.upstream.name, reason);
+		this.deps.access.touch('manifest', manifest.digest);
+		return {manifest, warning: `110 registry-mirror "Response is stale: upstream ${target.upstream.name} failed (${reason})"`};
+	}
+
+	/** The digest the upstream has for a tag now, or undefined if it did not say. */
+	async #head(target: CachedTarget, tag: string): Promise<string | undefined> {
+		const response = await this.#client(target).request('HEAD', `/v2/${target.remoteName}/manifests/${tag}`, {
+			scope: pullScope(target.remoteName),
+			accept: MANIFEST_ACCEPT,
+			kind: 'manifest',
+		});
+		this.#checkStatus(response.status, target);
+		const digest = response.headers['docker-content-digest'];
+		return typeof digest === 'string' ? digest : undefined;
+	}
+
+	async #fetch(target: CachedTarget, reference: string, expected: Digest | undefined): Promise<ManifestRecord> {
+		const response = await this.#client(target).request('GET', `/v2/${target.remoteName}/manifests/${reference}`, {
+			scope: pullScope(target.remoteName),
+			accept: MANIFEST_ACCEPT,
+			kind: 'manifest',
+		});
+		this.#checkStatus(response.status, target);
+		const content = response.body;
+		if (content.length > MAX_MANIFEST_BYTES) {
+			throw new RegistryError('MANIFEST_INVALID', {status: 502, message: 'upstream manifest is larger than 4 MiB'});
+		}
+
+		const algorithm = expected?.algorithm ?? 'sha256';
+		const digest = `${algorithm}:${createHash(algorithm).update(content).digest('hex')}`;
+		const announced = response.headers['docker-content-digest'];
+		if (expected && digest !== expected.value) {
+			throw new RegistryError('DIGEST_INVALID', {status: 502, message: 'upstream manifest does not match the requested digest', detail: {expected: expected.value, actual: digest}});
+		}
+
+		if (!expected && typeof announced === 'string' && announced.startsWith('sha256:') && announced !== digest) {
+			throw new RegistryError('DIGEST_INVALID', {status: 502, message: 'upstream manifest does not match its Docker-Content-Digest', detail: {announced, actual: digest}});
+		}
+
+		let parsed: unknown;
+		try {
+			parsed = JSON.parse(content.toString('utf8'));
+		} catch {
+			throw new RegistryError('MANIFEST_INVALID', {status: 502, message: 'upstream manifest is not JSON'});
+		}
+
+		const headerType = String(response.headers['content-type'] ?? '').split(';')[0]!.trim();
+		const mediaType = detectManifestType(parsed) ?? headerType;
+		if (!mediaType) {
+			throw new RegistryError('MANIFEST_INVALID', {status: 502, message: 'upstream manifest has no media type'});
+		}
+
+		return {digest, mediaType, content};
+	}
+
+	#store(target: CachedTarget, manifest: ManifestRecord, tag?: string): void {
+		let references: string[] = [];
+		try {
+			references = manifestReferences(JSON.parse(manifest.content.toString('utf8')));
+		} catch {}
+
+		this.deps.metadata.putManifest({repo: target.repo, manifest, tag, pushed: false, references, now: this.#now()});
+	}
+
+	#checkStatus(status: number, target: CachedTarget): void {
+		if (status === 200) {
+			return;
+		}
+
+		if (status === 404) {
+			throw new RegistryError('MANIFEST_UNKNOWN', {detail: {upstream: target.upstream.name, repository: target.remoteName}});
+		}
+
+		if (status === 401 || status === 403) {
+			throw new RegistryError('NAME_UNKNOWN', {
+				message: 'the upstream denied access to this repository',
+				detail: {upstream: target.upstream.name, repository: target.remoteName, status},
+			});
+		}
+
+		throw new RegistryError('UNAVAILABLE', {status: 502, message: `upstream ${target.upstream.name} answered ${status}`});
+	}
+
+	#client(target: CachedTarget): UpstreamClient {
+		return this.deps.upstream(target.upstream.name);
+	}
+}
+
+/** Errors that mean "the upstream could not answer", as opposed to an authoritative answer like 404. */
+export function isUpstreamFailure(error: unknown): boolean {
+	return error instanceof RegistryError && (error.code === 'UNAVAILABLE' || error.code === 'TOOMANYREQUESTS');
+}

@@ -1,0 +1,52 @@
+/**
+ * The metadata store: everything about repositories, tags, manifests and
+ * blobs except the blob bytes. One interface; SQLite is the embedded driver.
+ *
+ * A repository is identified by its registry and its name: `registry` is the
+ * upstream's configured name for cached content and LOCAL_REGISTRY ('') for
+ * pushed content, so two upstreams with the same repository name never mix.
+ */
+export const LOCAL_REGISTRY = '';
+
+export type RepoKey = {registry: string; name: string};
+
+export type TagRecord = {digest: string; fetchedAt: number; checkedAt: number};
+
+export type ManifestRecord = {digest: string; mediaType: string; content: Buffer};
+
+export type BlobRecord = {digest: string; size: number; pushed: boolean; lastAccess: number};
+
+export type PutManifest = {
+	repo: RepoKey;
+	manifest: ManifestRecord;
+	tag?: string;
+	/** Pushed content is never evicted; cached content is. */
+	pushed: boolean;
+	/** Digests of the blobs and child manifests this manifest references. */
+	references?: string[];
+	now: number;
+};
+
+export interface MetadataStore {
+	getTag(repo: RepoKey, tag: string): TagRecord | undefined;
+	/** Records that the upstream still has `tag` at the digest we hold. */
+	markTagChecked(repo: RepoKey, tag: string, now: number): void;
+	listTags(repo: RepoKey): string[];
+	putManifest(input: PutManifest): void;
+	getManifest(digest: string): ManifestRecord | undefined;
+	hasRepoManifest(repo: RepoKey, digest: string): boolean;
+	getBlob(digest: string): BlobRecord | undefined;
+	/** Whether `digest` is linked to `repo`. */
+	hasRepoBlob(repo: RepoKey, digest: string): boolean;
+	/** Whether any repository of `registry` links `digest`. */
+	registryHasBlob(registry: string, digest: string): boolean;
+	/** Inserts the blob row (if new) and links it to the repository, in one transaction. */
+	putBlob(repo: RepoKey, blob: {digest: string; size: number; pushed: boolean; now: number}): void;
+	linkBlob(repo: RepoKey, digest: string): void;
+	/** Batched access-time updates (see AccessRecorder). */
+	touch(entries: ReadonlyArray<{kind: 'blob' | 'manifest'; digest: string; at: number}>): void;
+	/** Every blob digest the store knows, for start-up consistency checks. */
+	allBlobDigests(): string[];
+	deleteBlobRecord(digest: string): void;
+	close(): void;
+}

@@ -1,0 +1,205 @@
+import Database from 'better-sqlite3';
+import {MIGRATIONS} from './migrations.js';
+import {type BlobRecord, type ManifestRecord, type MetadataStore, type PutManifest, type RepoKey, type TagRecord} from './metadata.js';
+
+type Statement = Database.Statement<unknown[], unknown>;
+
+/** The embedded metadata driver: one SQLite file in WAL mode. */
+export class SqliteMetadataStore implements MetadataStore {
+	readonly #db: Database.Database;
+	readonly #statements = new Map<string, Statement>();
+
+	constructor(file: string) {
+		this.#db = new Database(file);
+		this.#db.pragma('journal_mode = WAL');
+		this.#db.pragma('synchronous = NORMAL');
+		this.#db.pragma('foreign_keys = ON');
+		this.#db.pragma('busy_timeout = 5000');
+		this.#migrate();
+	}
+
+	get schemaVersion(): number {
+		return this.#db.pragma('user_version', {simple: true}) as number;
+	}
+
+	#migrate(): void {
+		const current = this.schemaVersion;
+		if (current > MIGRATIONS.length) {
+			throw new Error(`metadata: database schema version ${current} is newer than this program (${MIGRATIONS.length})`);
+		}
+
+		for (let version = current; version < MIGRATIONS.length; version++) {
+			this.#db.transaction(() => {
+				this.#db.exec(MIGRATIONS[version]!);
+				this.#db.pragma(`user_version = ${version + 1}`);
+			}).immediate();
+		}
+	}
+
+	#statement(sql: string): Statement {
+		let statement = this.#statements.get(sql);
+		if (!statement) {
+			statement = this.#db.prepare(sql);
+			this.#statements.set(sql, statement);
+		}
+
+		return statement;
+	}
+
+	#repoId(repo: RepoKey): number | undefined {
+		const row = this.#statement('SELECT id FROM repositories WHERE registry = ? AND name = ?').get(repo.registry, repo.name) as
+			| {id: number}
+			| undefined;
+		return row?.id;
+	}
+
+	#ensureRepo(repo: RepoKey, now: number): number {
+		this.#statement('INSERT INTO repositories (registry, name, created_at) VALUES (?, ?, ?) ON CONFLICT DO NOTHING').run(
+			repo.registry,
+			repo.name,
+			now,
+		);
+		return this.#repoId(repo)!;
+	}
+
+	getTag(repo: RepoKey, tag: string): TagRecord | undefined {
+		const row = this.#statement(
+			`SELECT t.digest, t.fetched_at AS fetchedAt, t.checked_at AS checkedAt
+			 FROM tags t JOIN repositories r ON r.id = t.repository_id
+			 WHERE r.registry = ? AND r.name = ? AND t.tag = ?`,
+		).get(repo.registry, repo.name, tag) as TagRecord | undefined;
+		return row;
+	}
+
+	markTagChecked(repo: RepoKey, tag: string, now: number): void {
+		this.#statement(
+			`UPDATE tags SET checked_at = ?
+			 WHERE tag = ? AND repository_id = (SELECT id FROM repositories WHERE registry = ? AND name = ?)`,
+		).run(now, tag, repo.registry, repo.name);
+	}
+
+	listTags(repo: RepoKey): string[] {
+		const rows = this.#statement(
+			`SELECT t.tag FROM tags t JOIN repositories r ON r.id = t.repository_id
+			 WHERE r.registry = ? AND r.name = ? ORDER BY t.tag`,
+		).all(repo.registry, repo.name) as Array<{tag: string}>;
+		return rows.map(row => row.tag);
+	}
+
+	putManifest(input: PutManifest): void {
+		const {repo, manifest, tag, pushed, now} = input;
+		this.#db.transaction(() => {
+			const repoId = this.#ensureRepo(repo, now);
+			this.#statement(
+				`INSERT INTO manifests (digest, media_type, size, content, pushed, created_at, last_access)
+				 VALUES (?, ?, ?, ?, ?, ?, ?)
+				 ON CONFLICT (digest) DO UPDATE SET pushed = MAX(pushed, excluded.pushed), last_access = excluded.last_access`,
+			).run(manifest.digest, manifest.mediaType, manifest.content.length, manifest.content, pushed ? 1 : 0, now, now);
+			this.#statement('INSERT INTO repository_manifests (repository_id, digest) VALUES (?, ?) ON CONFLICT DO NOTHING').run(
+				repoId,
+				manifest.digest,
+			);
+			for (const reference of input.references ?? []) {
+				this.#statement(
+					'INSERT INTO manifest_references (manifest_digest, reference_digest) VALUES (?, ?) ON CONFLICT DO NOTHING',
+				).run(manifest.digest, reference);
+			}
+
+			if (tag !== undefined) {
+				this.#statement(
+					`INSERT INTO tags (repository_id, tag, digest, fetched_at, checked_at) VALUES (?, ?, ?, ?, ?)
+					 ON CONFLICT (repository_id, tag) DO UPDATE
+					 SET digest = excluded.digest, fetched_at = excluded.fetched_at, checked_at = excluded.checked_at`,
+				).run(repoId, tag, manifest.digest, now, now);
+			}
+		}).immediate();
+	}
+
+	getManifest(digest: string): ManifestRecord | undefined {
+		const row = this.#statement('SELECT digest, media_type AS mediaType, content FROM manifests WHERE digest = ?').get(digest) as
+			| ManifestRecord
+			| undefined;
+		return row;
+	}
+
+	hasRepoManifest(repo: RepoKey, digest: string): boolean {
+		return (
+			this.#statement(
+				`SELECT 1 FROM repository_manifests m JOIN repositories r ON r.id = m.repository_id
+				 WHERE r.registry = ? AND r.name = ? AND m.digest = ?`,
+			).get(repo.registry, repo.name, digest) !== undefined
+		);
+	}
+
+	getBlob(digest: string): BlobRecord | undefined {
+		const row = this.#statement('SELECT digest, size, pushed, last_access AS lastAccess FROM blobs WHERE digest = ?').get(digest) as
+			| {digest: string; size: number; pushed: number; lastAccess: number}
+			| undefined;
+		return row && {...row, pushed: row.pushed === 1};
+	}
+
+	hasRepoBlob(repo: RepoKey, digest: string): boolean {
+		return (
+			this.#statement(
+				`SELECT 1 FROM repository_blobs b JOIN repositories r ON r.id = b.repository_id
+				 WHERE r.registry = ? AND r.name = ? AND b.digest = ?`,
+			).get(repo.registry, repo.name, digest) !== undefined
+		);
+	}
+
+	registryHasBlob(registry: string, digest: string): boolean {
+		return (
+			this.#statement(
+				`SELECT 1 FROM repository_blobs b JOIN repositories r ON r.id = b.repository_id
+				 WHERE r.registry = ? AND b.digest = ? LIMIT 1`,
+			).get(registry, digest) !== undefined
+		);
+	}
+
+	putBlob(repo: RepoKey, blob: {digest: string; size: number; pushed: boolean; now: number}): void {
+		this.#db.transaction(() => {
+			const repoId = this.#ensureRepo(repo, blob.now);
+			this.#statement(
+				`INSERT INTO blobs (digest, size, pushed, created_at, last_access) VALUES (?, ?, ?, ?, ?)
+				 ON CONFLICT (digest) DO UPDATE SET pushed = MAX(pushed, excluded.pushed), last_access = excluded.last_access`,
+			).run(blob.digest, blob.size, blob.pushed ? 1 : 0, blob.now, blob.now);
+			this.#statement('INSERT INTO repository_blobs (repository_id, digest) VALUES (?, ?) ON CONFLICT DO NOTHING').run(
+				repoId,
+				blob.digest,
+			);
+		}).immediate();
+	}
+
+	linkBlob(repo: RepoKey, digest: string): void {
+		this.#db.transaction(() => {
+			const repoId = this.#ensureRepo(repo, Date.now());
+			this.#statement('INSERT INTO repository_blobs (repository_id, digest) VALUES (?, ?) ON CONFLICT DO NOTHING').run(repoId, digest);
+		}).immediate();
+	}
+
+	touch(entries: ReadonlyArray<{kind: 'blob' | 'manifest'; digest: string; at: number}>): void {
+		if (entries.length === 0) {
+			return;
+		}
+
+		const blob = this.#statement('UPDATE blobs SET last_access = MAX(last_access, ?) WHERE digest = ?');
+		const manifest = this.#statement('UPDATE manifests SET last_access = MAX(last_access, ?) WHERE digest = ?');
+		this.#db.transaction(() => {
+			for (const entry of entries) {
+				(entry.kind === 'blob' ? blob : manifest).run(entry.at, entry.digest);
+			}
+		})();
+	}
+
+	allBlobDigests(): string[] {
+		return (this.#statement('SELECT digest FROM blobs').all() as Array<{digest: string}>).map(row => row.digest);
+	}
+
+	deleteBlobRecord(digest: string): void {
+		this.#statement('DELETE FROM blobs WHERE digest = ?').run(digest);
+	}
+
+	close(): void {
+		this.#db.close();
+	}
+}

@@ -1,0 +1,301 @@
+/**
+ * One client per configured upstream registry: the V2 token flow (ping,
+ * WWW-Authenticate, token per scope cached until it expires, one retry on a
+ * 401), Basic auth, and redirects followed without the Authorization header
+ * when they leave the upstream's host (got strips it across origins).
+ */
+import http from 'node:http';
+import https from 'node:https';
+import {type IncomingHttpHeaders} from 'node:http';
+import got, {type Got, type Request as GotRequest, type Response as GotResponse, RequestError} from 'got';
+import {LRUCache} from 'lru-cache';
+import {type UpstreamConfig} from '../config/load.js';
+import {RegistryError} from '../v2/errors.js';
+import {parseWwwAuthenticate, type Challenge} from './www-authenticate.js';
+import {sameSite} from './site.js';
+
+export type UpstreamResponse = {status: number; headers: IncomingHttpHeaders; body: Buffer};
+export type UpstreamStream = {status: number; headers: IncomingHttpHeaders; body: GotRequest};
+
+export type UpstreamEvents = {
+	onRequest?: (upstream: string, method: string, kind: string, status: number) => void;
+	onWarning?: (message: string, fields: Record<string, unknown>) => void;
+};
+
+type TokenResponse = {token?: string; access_token?: string; expires_in?: number};
+
+const USER_AGENT = 'registry-mirror/0.1 (+pull-through cache)';
+const DEFAULT_TOKEN_TTL_S = 60;
+const TOKEN_MARGIN_MS = 10_000;
+
+export class UpstreamClient {
+	readonly name: string;
+	readonly #config: UpstreamConfig;
+	readonly #got: Got;
+	readonly #events: UpstreamEvents;
+	#challenge: Challenge | null | undefined;
+	#pinging: Promise<Challenge | null> | undefined;
+	readonly #tokens = new LRUCache<string, string>({max: 2000});
+	readonly #tokenFetches = new Map<string, Promise<string>>();
+
+	constructor(config: UpstreamConfig, events: UpstreamEvents = {}) {
+		this.name = config.name;
+		this.#config = config;
+		this.#events = events;
+		this.#got = got.extend({
+			prefixUrl: '',
+			throwHttpErrors: false,
+			followRedirect: true,
+			maxRedirects: 5,
+			decompress: false,
+			headers: {'user-agent': USER_AGENT},
+			agent: {
+				http: new http.Agent({keepAlive: true, maxSockets: 64}),
+				https: new https.Agent({keepAlive: true, maxSockets: 64}),
+			},
+			timeout: {connect: 10_000, secureConnect: 10_000, response: config.timeoutMs, socket: config.timeoutMs},
+			retry: {
+				limit: 2,
+				methods: ['GET', 'HEAD'],
+				statusCodes: [],
+				calculateDelay: ({attemptCount, computedValue}) => (computedValue === 0 ? 0 : 150 * 2 ** (attemptCount - 1)),
+			},
+		});
+	}
+
+	get config(): UpstreamConfig {
+		return this.#config;
+	}
+
+	url(path: string): string {
+		return `${this.#config.url}${path}`;
+	}
+
+	/** A buffered request (manifests, tags, HEADs) with auth and one retry on 401. */
+	async request(
+		method: 'GET' | 'HEAD',
+		path: string,
+		options: {scope: string; accept?: string; kind: string; searchParams?: URLSearchParams},
+	): Promise<UpstreamResponse> {
+		for (let attempt = 0; ; attempt++) {
+			const authorization = await this.#authorization(options.scope);
+			let response: GotResponse<Buffer>;
+			try {
+				response = await this.#got(this.url(path), {
+					method,
+					searchParams: options.searchParams,
+					headers: {...(options.accept ? {accept: options.accept} : {}), ...(authorization ? {authorization} : {})},
+					responseType: 'buffer',
+				});
+			} catch (error) {
+				throw this.#unreachable(error);
+			}
+
+			this.#events.onRequest?.(this.name, method, options.kind, response.statusCode);
+			if (response.statusCode === 401 && attempt === 0) {
+				this.#renewChallenge(response.headers, options.scope);
+				continue;
+			}
+
+			this.#checkServerSide(response.statusCode, response.headers);
+			return {status: response.statusCode, headers: response.headers, body: response.body};
+		}
+	}
+
+	/** A streamed GET (blobs). The caller consumes or destroys `body`. */
+	async stream(path: string, options: {scope: string; kind: string}): Promise<UpstreamStream> {
+		for (let attempt = 0; ; attempt++) {
+			const authorization = await this.#authorization(options.scope);
+			const request = this.#got.stream(this.url(path), {
+				headers: authorization ? {authorization} : {},
+				retry: {limit: 0},
+			});
+			let response: http.IncomingMessage;
+			try {
+				response = await new Promise<http.IncomingMessage>((resolve, reject) => {
+					request.once('response', resolve);
+					request.once('error', reject);
+				});
+			} catch (error) {
+				request.destroy();
+				throw this.#unreachable(error);
+			}
+
+			this.#events.onRequest?.(this.name, 'GET', options.kind, response.statusCode ?? 0);
+			if (response.statusCode === 401 && attempt === 0) {
+				request.destroy();
+				this.#renewChallenge(response.headers, options.scope);
+				continue;
+			}
+
+			if (response.statusCode !== 200) {
+				request.destroy();
+				this.#checkServerSide(response.statusCode ?? 502, response.headers);
+			}
+
+			return {status: response.statusCode ?? 502, headers: response.headers, body: request};
+		}
+	}
+
+	/** 5xx and 429 are the upstream's problem, never the client's: throw them as such. */
+	#checkServerSide(status: number, headers: IncomingHttpHeaders): void {
+		if (status === 429) {
+			const retryAfter = headers['retry-after'];
+			throw new RegistryError('TOOMANYREQUESTS', {
+				message: `upstream ${this.name} is rate-limiting`,
+				detail: {upstream: this.name, ratelimitRemaining: headers['ratelimit-remaining']},
+				headers: retryAfter ? {'Retry-After': String(retryAfter)} : {},
+			});
+		}
+
+		if (status >= 500) {
+			throw new RegistryError('UNAVAILABLE', {
+				status: 502,
+				message: `upstream ${this.name} answered ${status}`,
+				detail: {upstream: this.name, status},
+			});
+		}
+	}
+
+	#unreachable(error: unknown): RegistryError {
+		if (error instanceof RegistryError) {
+			return error;
+		}
+
+		const code = error instanceof RequestError ? error.code : (error as NodeJS.ErrnoException | undefined)?.code;
+		return new RegistryError('UNAVAILABLE', {
+			status: 502,
+			message: `upstream ${this.name} unreachable`,
+			detail: {upstream: this.name, error: code ?? String(error)},
+			cause: error,
+		});
+	}
+
+	async #authorization(scope: string): Promise<string | undefined> {
+		const challenge = await this.#ping();
+		if (!challenge) {
+			return undefined;
+		}
+
+		if (challenge.scheme === 'basic') {
+			const credentials = this.#config.credentials;
+			return credentials ? `Basic ${Buffer.from(`${credentials.username}:${credentials.password}`).toString('base64')}` : undefined;
+		}
+
+		if (challenge.scheme !== 'bearer' || !challenge.params['realm']) {
+			return undefined;
+		}
+
+		const token = await this.#token(challenge, scope);
+		return `Bearer ${token}`;
+	}
+
+	/** GET /v2/ once; remember how the upstream wants to be authenticated. */
+	async #ping(): Promise<Challenge | null> {
+		if (this.#challenge !== undefined) {
+			return this.#challenge;
+		}
+
+		this.#pinging ??= (async () => {
+			let response: GotResponse<Buffer>;
+			try {
+				response = await this.#got(this.url('/v2/'), {responseType: 'buffer'});
+			} catch (error) {
+				throw this.#unreachable(error);
+			} finally {
+				this.#pinging = undefined;
+			}
+
+			this.#events.onRequest?.(this.name, 'GET', 'ping', response.statusCode);
+			this.#checkServerSide(response.statusCode, response.headers);
+			this.#challenge = response.statusCode === 401 ? this.#pickChallenge(response.headers) : null;
+			return this.#challenge;
+		})();
+		return this.#pinging;
+	}
+
+	#pickChallenge(headers: IncomingHttpHeaders): Challenge | null {
+		const challenges = parseWwwAuthenticate(headers['www-authenticate']);
+		return challenges.find(c => c.scheme === 'bearer') ?? challenges.find(c => c.scheme === 'basic') ?? null;
+	}
+
+	#renewChallenge(headers: IncomingHttpHeaders, scope: string): void {
+		const challenge = this.#pickChallenge(headers);
+		if (challenge) {
+			this.#challenge = challenge;
+		}
+
+		this.#tokens.delete(scope);
+	}
+
+	async #token(challenge: Challenge, scope: string): Promise<string> {
+		const cached = this.#tokens.get(scope);
+		if (cached) {
+			return cached;
+		}
+
+		let pending = this.#tokenFetches.get(scope);
+		if (!pending) {
+			pending = this.#fetchToken(challenge, scope).finally(() => this.#tokenFetches.delete(scope));
+			this.#tokenFetches.set(scope, pending);
+		}
+
+		return pending;
+	}
+
+	async #fetchToken(challenge: Challenge, scope: string): Promise<string> {
+		const realm = challenge.params['realm']!;
+		const searchParams = new URLSearchParams();
+		if (challenge.params['service']) {
+			searchParams.set('service', challenge.params['service']);
+		}
+
+		searchParams.set('scope', scope);
+		const headers: Record<string, string> = {};
+		const credentials = this.#config.credentials;
+		if (credentials) {
+			if (sameSite(realm, this.#config.url)) {
+				headers['authorization'] = `Basic ${Buffer.from(`${credentials.username}:${credentials.password}`).toString('base64')}`;
+				searchParams.set('account', credentials.username);
+			} else {
+				this.#events.onWarning?.('token realm is on another site; requesting an anonymous token', {upstream: this.name, realm});
+			}
+		}
+
+		let response: GotResponse<Buffer>;
+		try {
+			response = await this.#got(realm, {searchParams, headers, responseType: 'buffer'});
+		} catch (error) {
+			throw this.#unreachable(error);
+		}
+
+		this.#events.onRequest?.(this.name, 'GET', 'token', response.statusCode);
+		if (response.statusCode !== 200) {
+			throw new RegistryError('UNAVAILABLE', {
+				status: 502,
+				message: `token server of upstream ${this.name} answered ${response.statusCode}`,
+				detail: {upstream: this.name, status: response.statusCode},
+			});
+		}
+
+		let body: TokenResponse;
+		try {
+			body = JSON.parse(response.body.toString('utf8')) as TokenResponse;
+		} catch {
+			throw new RegistryError('UNAVAILABLE', {status: 502, message: `token server of upstream ${this.name} sent invalid JSON`});
+		}
+
+		const token = body.token ?? body.access_token;
+		if (typeof token !== 'string' || token.length === 0) {
+			throw new RegistryError('UNAVAILABLE', {status: 502, message: `token server of upstream ${this.name} sent no token`});
+		}
+
+		const lifetimeMs = (typeof body.expires_in === 'number' && body.expires_in > 0 ? body.expires_in : DEFAULT_TOKEN_TTL_S) * 1000;
+		this.#tokens.set(scope, token, {ttl: Math.max(1000, lifetimeMs - Math.min(TOKEN_MARGIN_MS, lifetimeMs / 4))});
+		return token;
+	}
+}
+
+export function pullScope(name: string): string {
+	return `repository:${name}:pull`;
+}

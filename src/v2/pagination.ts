@@ -1,0 +1,36 @@
+/** `n` / `last` pagination for tags/list and _catalog, as the distribution-spec describes it. */
+import {RegistryError} from './errors.js';
+
+export const MAX_PAGE = 10_000;
+
+export function parsePage(query: Record<string, string | string[] | undefined>): {n?: number; last?: string} {
+	const page: {n?: number; last?: string} = {};
+	const n = query['n'];
+	if (n !== undefined) {
+		const value = Array.isArray(n) ? n[0] : n;
+		if (value === undefined || !/^\d+$/.test(value)) {
+			throw new RegistryError('PAGINATION_NUMBER_INVALID', {detail: {n: value}});
+		}
+
+		page.n = Math.min(Number(value), MAX_PAGE);
+	}
+
+	const last = query['last'];
+	if (last !== undefined) {
+		page.last = Array.isArray(last) ? last[0] : last;
+	}
+
+	return page;
+}
+
+/** Sorted `items` after `last`, at most `n`; `next` is set when more remain. */
+export function paginate(items: readonly string[], page: {n?: number; last?: string}): {tags: string[]; next?: string} {
+	const sorted = [...items].sort();
+	const after = page.last === undefined ? sorted : sorted.filter(item => item > page.last!);
+	if (page.n === undefined || after.length <= page.n) {
+		return {tags: after};
+	}
+
+	const tags = after.slice(0, page.n);
+	return {tags, next: tags.at(-1)};
+}
