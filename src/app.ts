@@ -5,10 +5,15 @@
  */
 import path from 'node:path';
 import Koa from 'koa';
-import {type Config} from './config/load.js';
+import {type Config, ConfigError} from './config/load.js';
 import {errorMiddleware} from './http/errors.js';
 import {createRouter, routes} from './http/router.js';
+import {Htpasswd} from './auth/htpasswd.js';
+import {TokenIssuer} from './auth/tokens.js';
+import {authMiddleware, tokenEndpoint} from './http/auth.js';
+import {LocalWriter} from './local/push.js';
 import {LocalService} from './local/service.js';
+import {UploadService} from './local/uploads.js';
 import {type Logger} from './log.js';
 import {NamespaceRouter} from './namespaces.js';
 import {FillRegistry} from './proxy/blob-fill.js';
@@ -32,7 +37,10 @@ export type Registry = {
 	upstreams: Map<string, UpstreamClient>;
 	proxy: ProxyService;
 	local: LocalService;
+	writer: LocalWriter;
+	uploads: UploadService;
 	namespaces: NamespaceRouter;
+	htpasswd?: Htpasswd;
 	close(): Promise<void>;
 };
 
@@ -64,6 +72,19 @@ export async function openRegistry(config: Config, log: Logger): Promise<Registr
 		return client;
 	};
 
+	let htpasswd: Htpasswd | undefined;
+	if (config.auth) {
+		try {
+			htpasswd = Htpasswd.load(config.auth.htpasswd);
+		} catch (error) {
+			throw new ConfigError(`config: auth.htpasswd: ${(error as Error).message}`);
+		}
+	}
+
+	const uploads = new UploadService(metadata, blobs, log);
+	await uploads.sweep();
+	const sweeper = setInterval(() => void uploads.sweep().catch(error => log.warn({err: error}, 'upload sweep failed')), 60 * 60_000);
+	sweeper.unref();
 	const manifests = new ProxyManifests({metadata, upstream, access, log});
 	const proxyBlobs = new ProxyBlobs({metadata, blobs, fills, upstream, access});
 	return {
@@ -76,8 +97,12 @@ export async function openRegistry(config: Config, log: Logger): Promise<Registr
 		upstreams,
 		proxy: new ProxyService(manifests, proxyBlobs, metadata, upstream),
 		local: new LocalService(metadata, blobs, access),
+		writer: new LocalWriter(metadata),
+		uploads,
 		namespaces: new NamespaceRouter(config),
+		htpasswd,
 		async close() {
+			clearInterval(sweeper);
 			await fills.drain();
 			access.close();
 			metadata.close();
@@ -109,12 +134,41 @@ export function createApp(registry: Registry): Koa {
 		}
 	});
 	app.use(errorMiddleware(log));
-	const router = createRouter({
-		namespaces: registry.namespaces,
-		proxy: registry.proxy,
-		local: registry.local,
-		prefix: registry.config.prefix,
-	});
+	const {config} = registry;
+	if (registry.htpasswd && config.auth) {
+		const apiRoot = `${config.prefix}/v2`;
+		const tokenPath = `${config.prefix}/auth/token`;
+		const options = {
+			htpasswd: registry.htpasswd,
+			tokens: new TokenIssuer(),
+			anonymousPull: config.auth.anonymousPull,
+			prefix: config.prefix,
+			publicUrl: config.publicUrl ?? '',
+		};
+		const auth = authMiddleware(options);
+		const token = tokenEndpoint(options);
+		app.use(async (ctx, next) => {
+			if (ctx.path === tokenPath && ctx.method === 'GET') {
+				return token(ctx);
+			}
+
+			return ctx.path === apiRoot || ctx.path.startsWith(`${apiRoot}/`) ? auth(ctx, next) : next();
+		});
+	}
+
+	const router = createRouter(
+		{
+			namespaces: registry.namespaces,
+			proxy: registry.proxy,
+			local: registry.local,
+			writer: registry.writer,
+			uploads: registry.uploads,
+			metadata: registry.metadata,
+			prefix: config.prefix,
+			publicUrl: config.publicUrl ?? '',
+		},
+		config.namespaces,
+	);
 	for (const middleware of routes(router)) {
 		app.use(middleware);
 	}

@@ -1,6 +1,6 @@
 import {type Context} from 'koa';
 import {parseDigest} from '../v2/grammar.js';
-import {type HandlerDeps, readService, targetOf} from './context.js';
+import {type HandlerDeps, readService, targetOf, writableTargetOf} from './context.js';
 import {parseRange} from './range.js';
 
 function digestParam(ctx: Context) {
@@ -45,5 +45,15 @@ export function getBlob(deps: HandlerDeps) {
 		if (blob.size !== undefined) {
 			ctx.length = blob.size;
 		}
+	};
+}
+
+export function deleteBlob(deps: HandlerDeps) {
+	return async (ctx: Context): Promise<void> => {
+		const target = writableTargetOf(ctx, deps);
+		deps.writer.deleteBlob(target, digestParam(ctx));
+		ctx.status = 202;
+		ctx.body = null;
+		ctx.status = 202;
 	};
 }

@@ -1,12 +1,14 @@
 import {type Context} from 'koa';
+import {MAX_MANIFEST_BYTES} from '../local/push.js';
+import {RegistryError} from '../v2/errors.js';
 import {parseAccept} from '../v2/media-types.js';
 import {parseReference} from '../v2/grammar.js';
-import {type HandlerDeps, readService, targetOf} from './context.js';
+import {type HandlerDeps, location, params, readService, targetOf, writableTargetOf} from './context.js';
 
 export function getManifest(deps: HandlerDeps) {
 	return async (ctx: Context): Promise<void> => {
 		const target = targetOf(ctx, deps);
-		const reference = parseReference((ctx['params'] as Record<string, string>)['reference'] ?? '');
+		const reference = parseReference(params(ctx)['reference'] ?? '');
 		const {manifest, warning} = await readService(deps, target).getManifest(target, reference, parseAccept(ctx.headers.accept));
 		ctx.status = 200;
 		ctx.set('Content-Type', manifest.mediaType);
@@ -18,5 +20,54 @@ export function getManifest(deps: HandlerDeps) {
 
 		ctx.body = manifest.content;
 		ctx.length = manifest.content.length;
+	};
+}
+
+/** Reads a request body of at most `limit` bytes. */
+async function readBody(ctx: Context, limit: number): Promise<Buffer> {
+	const declared = Number(ctx.get('content-length') || Number.NaN);
+	if (declared > limit) {
+		throw new RegistryError('MANIFEST_INVALID', {status: 413, message: `manifest is larger than ${limit} bytes`});
+	}
+
+	const chunks: Buffer[] = [];
+	let total = 0;
+	for await (const chunk of ctx.req) {
+		total += (chunk as Buffer).length;
+		if (total > limit) {
+			throw new RegistryError('MANIFEST_INVALID', {status: 413, message: `manifest is larger than ${limit} bytes`});
+		}
+
+		chunks.push(chunk as Buffer);
+	}
+
+	return Buffer.concat(chunks);
+}
+
+export function putManifest(deps: HandlerDeps) {
+	return async (ctx: Context): Promise<void> => {
+		const target = writableTargetOf(ctx, deps);
+		const reference = parseReference(params(ctx)['reference'] ?? '');
+		const content = await readBody(ctx, MAX_MANIFEST_BYTES);
+		const result = deps.writer.putManifest(target, reference, content, ctx.get('content-type') || undefined);
+		ctx.status = 201;
+		ctx.set('Location', location(deps, `${target.clientName}/manifests/${result.digest}`));
+		ctx.set('Docker-Content-Digest', result.digest);
+		if (result.subject) {
+			ctx.set('OCI-Subject', result.subject);
+		}
+
+		ctx.body = null;
+		ctx.status = 201;
+	};
+}
+
+export function deleteManifest(deps: HandlerDeps) {
+	return async (ctx: Context): Promise<void> => {
+		const target = writableTargetOf(ctx, deps);
+		deps.writer.deleteManifest(target, parseReference(params(ctx)['reference'] ?? ''));
+		ctx.status = 202;
+		ctx.body = null;
+		ctx.status = 202;
 	};
 }

@@ -1,14 +1,17 @@
 /**
  * The V2 routes. Repository names contain slashes, so the name is a wildcard
- * and the resource after it (manifests, blobs, tags) anchors the match.
+ * and the resource after it (manifests, blobs, tags, referrers) anchors the match.
  */
 import Router from '@koa/router';
 import {type Context, type Next} from 'koa';
+import {type Config} from '../config/load.js';
 import {RegistryError} from '../v2/errors.js';
 import {type HandlerDeps} from './context.js';
-import {getBlob, headBlob} from './blobs.js';
-import {getManifest} from './manifests.js';
+import {deleteBlob, getBlob, headBlob} from './blobs.js';
+import {catalog, referrers} from './discovery.js';
+import {deleteManifest, getManifest, putManifest} from './manifests.js';
 import {listTags} from './tags.js';
+import {cancelUpload, finishUpload, patchUpload, startUpload, uploadStatus} from './uploads.js';
 
 /** Names, tags and digests never need escapes; `%2f` or `%2e%2e` in a path is an attack or a bug. Only `:` (%3A) may come escaped. */
 async function rejectEscapes(ctx: Context, next: Next): Promise<void> {
@@ -20,25 +23,27 @@ async function rejectEscapes(ctx: Context, next: Next): Promise<void> {
 	await next();
 }
 
-function readOnly(): never {
-	throw new RegistryError('UNSUPPORTED', {message: 'pushes and deletes are not supported here'});
-}
-
-export function createRouter(deps: HandlerDeps): Router {
+export function createRouter(deps: HandlerDeps, namespaces: Config['namespaces']): Router {
 	const router = new Router({prefix: `${deps.prefix}/v2`, sensitive: true});
 	router.use(rejectEscapes);
 	router.get('/', ctx => {
 		ctx.status = 200;
 		ctx.body = {};
 	});
+	router.get('/_catalog', catalog(deps, namespaces));
 	router.get('/*name/manifests/:reference', getManifest(deps));
-	router.put('/*name/manifests/:reference', readOnly);
-	router.delete('/*name/manifests/:reference', readOnly);
+	router.put('/*name/manifests/:reference', putManifest(deps));
+	router.delete('/*name/manifests/:reference', deleteManifest(deps));
+	router.post('/*name/blobs/uploads', startUpload(deps));
+	router.get('/*name/blobs/uploads/:uuid', uploadStatus(deps));
+	router.patch('/*name/blobs/uploads/:uuid', patchUpload(deps));
+	router.put('/*name/blobs/uploads/:uuid', finishUpload(deps));
+	router.delete('/*name/blobs/uploads/:uuid', cancelUpload(deps));
 	router.head('/*name/blobs/:digest', headBlob(deps));
 	router.get('/*name/blobs/:digest', getBlob(deps));
-	router.delete('/*name/blobs/:digest', readOnly);
-	router.post('/*name/blobs/uploads/', readOnly);
+	router.delete('/*name/blobs/:digest', deleteBlob(deps));
 	router.get('/*name/tags/list', listTags(deps));
+	router.get('/*name/referrers/:digest', referrers(deps));
 	return router;
 }
 

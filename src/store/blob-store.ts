@@ -47,6 +47,21 @@ export interface BlobStore {
 	sweepTemp(): Promise<number>;
 	/** Every committed digest on disk (for consistency checks). */
 	list(): Promise<string[]>;
+
+	// Upload sessions of pushes: one file per session id (a UUID, checked by the caller).
+	createUpload(id: string): Promise<void>;
+	uploadSize(id: string): Promise<number | undefined>;
+	/**
+	 * Writes `source` into the session from `offset`. Bytes that arrived before
+	 * a failure stay written (a client resumes after them): the result says how
+	 * far the file got, and the error if the source failed.
+	 */
+	appendUpload(id: string, offset: number, source: AsyncIterable<Uint8Array>, onChunk?: (chunk: Uint8Array) => void): Promise<{size: number; error?: Error}>;
+	readUpload(id: string): Readable;
+	/** Moves the session's file into place under `digest`. The caller has verified it. */
+	commitUpload(id: string, digest: Digest): Promise<void>;
+	deleteUpload(id: string): Promise<void>;
+	listUploads(): Promise<string[]>;
 }
 
 const READ_CHUNK = 1024 * 1024;
@@ -121,15 +136,86 @@ class FsTempBlob implements TempBlob {
 export class FsBlobStore implements BlobStore {
 	readonly blobsDir: string;
 	readonly tmpDir: string;
+	readonly uploadsDir: string;
 
 	constructor(readonly root: string) {
 		this.blobsDir = path.join(root, 'blobs');
 		this.tmpDir = path.join(root, 'tmp');
+		this.uploadsDir = path.join(root, 'uploads');
 	}
 
 	async init(): Promise<void> {
 		await mkdir(this.blobsDir, {recursive: true});
 		await mkdir(this.tmpDir, {recursive: true});
+		await mkdir(this.uploadsDir, {recursive: true});
+	}
+
+	#uploadPath(id: string): string {
+		if (!/^[a-f0-9-]{36}$/.test(id)) {
+			throw new Error(`invalid upload id: ${id}`);
+		}
+
+		return path.join(this.uploadsDir, id);
+	}
+
+	async createUpload(id: string): Promise<void> {
+		await (await open(this.#uploadPath(id), 'wx', 0o644)).close();
+	}
+
+	async uploadSize(id: string): Promise<number | undefined> {
+		try {
+			return (await stat(this.#uploadPath(id))).size;
+		} catch {
+			return undefined;
+		}
+	}
+
+	async appendUpload(
+		id: string,
+		offset: number,
+		source: AsyncIterable<Uint8Array>,
+		onChunk?: (chunk: Uint8Array) => void,
+	): Promise<{size: number; error?: Error}> {
+		const handle = await open(this.#uploadPath(id), 'r+');
+		let position = offset;
+		try {
+			for await (const chunk of source) {
+				let written = 0;
+				while (written < chunk.length) {
+					const result = await handle.write(chunk, written, chunk.length - written, position + written);
+					written += result.bytesWritten;
+				}
+
+				position += chunk.length;
+				onChunk?.(chunk);
+			}
+
+			return {size: position};
+		} catch (error) {
+			return {size: position, error: error instanceof Error ? error : new Error(String(error))};
+		} finally {
+			// Anything past `position` (a partial chunk) is not part of the session.
+			await handle.truncate(position).catch(() => undefined);
+			await handle.close();
+		}
+	}
+
+	readUpload(id: string): Readable {
+		return createReadStream(this.#uploadPath(id), {highWaterMark: READ_CHUNK});
+	}
+
+	async commitUpload(id: string, digest: Digest): Promise<void> {
+		const target = this.pathOf(digest);
+		await mkdir(path.dirname(target), {recursive: true});
+		await rename(this.#uploadPath(id), target);
+	}
+
+	async deleteUpload(id: string): Promise<void> {
+		await rm(this.#uploadPath(id), {force: true});
+	}
+
+	async listUploads(): Promise<string[]> {
+		return (await readdir(this.uploadsDir).catch(() => [])).filter(entry => /^[a-f0-9-]{36}$/.test(entry));
 	}
 
 	pathOf(digest: Digest): string {

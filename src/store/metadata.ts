@@ -27,6 +27,16 @@ export type PutManifest = {
 	now: number;
 };
 
+export type UploadRecord = {id: string; repo: RepoKey; size: number; createdAt: number; updatedAt: number};
+
+export type ReferrerRecord = {
+	digest: string;
+	mediaType: string;
+	artifactType?: string;
+	size: number;
+	annotations?: Record<string, string>;
+};
+
 export interface MetadataStore {
 	getTag(repo: RepoKey, tag: string): TagRecord | undefined;
 	/** Records that the upstream still has `tag` at the digest we hold. */
@@ -48,5 +58,20 @@ export interface MetadataStore {
 	/** Every blob digest the store knows, for start-up consistency checks. */
 	allBlobDigests(): string[];
 	deleteBlobRecord(digest: string): void;
+	// Local namespaces: deletes, discovery, uploads, referrers.
+	deleteTag(repo: RepoKey, tag: string): boolean;
+	/** Unlinks a manifest from a repository with its tags and referrer entries. */
+	deleteRepoManifest(repo: RepoKey, digest: string): boolean;
+	unlinkBlob(repo: RepoKey, digest: string): boolean;
+	/** Repositories with at least one manifest, sorted by (registry, name). */
+	listRepositories(): RepoKey[];
+	repositoryExists(repo: RepoKey): boolean;
+	createUpload(upload: {id: string; repo: RepoKey; now: number}): void;
+	getUpload(id: string): UploadRecord | undefined;
+	setUploadSize(id: string, size: number, now: number): void;
+	deleteUpload(id: string): void;
+	uploadsIdleSince(before: number): UploadRecord[];
+	putReferrer(repo: RepoKey, subject: string, referrer: ReferrerRecord): void;
+	listReferrers(repo: RepoKey, subject: string): ReferrerRecord[];
 	close(): void;
 }

@@ -53,4 +53,25 @@ export const MIGRATIONS: readonly string[] = [
 		PRIMARY KEY (repository_id, tag)
 	) WITHOUT ROWID;
 	`,
+	`
+	CREATE TABLE uploads (
+		id TEXT PRIMARY KEY,
+		registry TEXT NOT NULL,
+		name TEXT NOT NULL,
+		size INTEGER NOT NULL DEFAULT 0,
+		created_at INTEGER NOT NULL,
+		updated_at INTEGER NOT NULL
+	);
+	CREATE INDEX uploads_updated ON uploads (updated_at);
+	CREATE TABLE referrers (
+		repository_id INTEGER NOT NULL REFERENCES repositories (id) ON DELETE CASCADE,
+		subject TEXT NOT NULL,
+		digest TEXT NOT NULL,
+		media_type TEXT NOT NULL,
+		artifact_type TEXT,
+		size INTEGER NOT NULL,
+		annotations TEXT,
+		PRIMARY KEY (repository_id, subject, digest)
+	) WITHOUT ROWID;
+	`,
 ];

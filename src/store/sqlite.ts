@@ -1,6 +1,15 @@
 import Database from 'better-sqlite3';
 import {MIGRATIONS} from './migrations.js';
-import {type BlobRecord, type ManifestRecord, type MetadataStore, type PutManifest, type RepoKey, type TagRecord} from './metadata.js';
+import {
+	type BlobRecord,
+	type ManifestRecord,
+	type MetadataStore,
+	type PutManifest,
+	type ReferrerRecord,
+	type RepoKey,
+	type TagRecord,
+	type UploadRecord,
+} from './metadata.js';
 
 type Statement = Database.Statement<unknown[], unknown>;
 
@@ -197,6 +206,115 @@ export class SqliteMetadataStore implements MetadataStore {
 
 	deleteBlobRecord(digest: string): void {
 		this.#statement('DELETE FROM blobs WHERE digest = ?').run(digest);
+	}
+
+	deleteTag(repo: RepoKey, tag: string): boolean {
+		const repoId = this.#repoId(repo);
+		return repoId !== undefined && this.#statement('DELETE FROM tags WHERE repository_id = ? AND tag = ?').run(repoId, tag).changes > 0;
+	}
+
+	deleteRepoManifest(repo: RepoKey, digest: string): boolean {
+		const repoId = this.#repoId(repo);
+		if (repoId === undefined) {
+			return false;
+		}
+
+		return this.#db.transaction(() => {
+			const removed = this.#statement('DELETE FROM repository_manifests WHERE repository_id = ? AND digest = ?').run(repoId, digest).changes;
+			this.#statement('DELETE FROM tags WHERE repository_id = ? AND digest = ?').run(repoId, digest);
+			this.#statement('DELETE FROM referrers WHERE repository_id = ? AND digest = ?').run(repoId, digest);
+			return removed > 0;
+		}).immediate();
+	}
+
+	unlinkBlob(repo: RepoKey, digest: string): boolean {
+		const repoId = this.#repoId(repo);
+		return (
+			repoId !== undefined &&
+			this.#statement('DELETE FROM repository_blobs WHERE repository_id = ? AND digest = ?').run(repoId, digest).changes > 0
+		);
+	}
+
+	listRepositories(): RepoKey[] {
+		return this.#statement(
+			`SELECT registry, name FROM repositories r
+			 WHERE EXISTS (SELECT 1 FROM repository_manifests m WHERE m.repository_id = r.id)
+			 ORDER BY registry, name`,
+		).all() as RepoKey[];
+	}
+
+	repositoryExists(repo: RepoKey): boolean {
+		const repoId = this.#repoId(repo);
+		return (
+			repoId !== undefined &&
+			(this.#statement('SELECT 1 FROM repository_manifests WHERE repository_id = ? LIMIT 1').get(repoId) !== undefined ||
+				this.#statement('SELECT 1 FROM repository_blobs WHERE repository_id = ? LIMIT 1').get(repoId) !== undefined)
+		);
+	}
+
+	createUpload(upload: {id: string; repo: RepoKey; now: number}): void {
+		this.#statement('INSERT INTO uploads (id, registry, name, size, created_at, updated_at) VALUES (?, ?, ?, 0, ?, ?)').run(
+			upload.id,
+			upload.repo.registry,
+			upload.repo.name,
+			upload.now,
+			upload.now,
+		);
+	}
+
+	getUpload(id: string): UploadRecord | undefined {
+		const row = this.#statement(
+			'SELECT id, registry, name, size, created_at AS createdAt, updated_at AS updatedAt FROM uploads WHERE id = ?',
+		).get(id) as {id: string; registry: string; name: string; size: number; createdAt: number; updatedAt: number} | undefined;
+		return row && {id: row.id, repo: {registry: row.registry, name: row.name}, size: row.size, createdAt: row.createdAt, updatedAt: row.updatedAt};
+	}
+
+	setUploadSize(id: string, size: number, now: number): void {
+		this.#statement('UPDATE uploads SET size = ?, updated_at = ? WHERE id = ?').run(size, now, id);
+	}
+
+	deleteUpload(id: string): void {
+		this.#statement('DELETE FROM uploads WHERE id = ?').run(id);
+	}
+
+	uploadsIdleSince(before: number): UploadRecord[] {
+		const rows = this.#statement('SELECT id FROM uploads WHERE updated_at < ?').all(before) as Array<{id: string}>;
+		return rows.map(row => this.getUpload(row.id)).filter((upload): upload is UploadRecord => upload !== undefined);
+	}
+
+	putReferrer(repo: RepoKey, subject: string, referrer: ReferrerRecord): void {
+		const repoId = this.#ensureRepo(repo, Date.now());
+		this.#statement(
+			`INSERT INTO referrers (repository_id, subject, digest, media_type, artifact_type, size, annotations)
+			 VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING`,
+		).run(
+			repoId,
+			subject,
+			referrer.digest,
+			referrer.mediaType,
+			referrer.artifactType ?? null,
+			referrer.size,
+			referrer.annotations ? JSON.stringify(referrer.annotations) : null,
+		);
+	}
+
+	listReferrers(repo: RepoKey, subject: string): ReferrerRecord[] {
+		const repoId = this.#repoId(repo);
+		if (repoId === undefined) {
+			return [];
+		}
+
+		const rows = this.#statement(
+			`SELECT digest, media_type AS mediaType, artifact_type AS artifactType, size, annotations
+			 FROM referrers WHERE repository_id = ? AND subject = ? ORDER BY digest`,
+		).all(repoId, subject) as Array<{digest: string; mediaType: string; artifactType: string | null; size: number; annotations: string | null}>;
+		return rows.map(row => ({
+			digest: row.digest,
+			mediaType: row.mediaType,
+			size: row.size,
+			...(row.artifactType === null ? {} : {artifactType: row.artifactType}),
+			...(row.annotations === null ? {} : {annotations: JSON.parse(row.annotations) as Record<string, string>}),
+		}));
 	}
 
 	close(): void {

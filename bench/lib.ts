@@ -1,0 +1,215 @@
+/**
+ * Small helpers shared by the benchmark: child servers started by pid (and
+ * pinned to a core), /proc polling for RSS, HTTP waits, statistics, tables.
+ */
+import {type ChildProcess, spawn} from 'node:child_process';
+import {readFileSync} from 'node:fs';
+import {setTimeout as sleep} from 'node:timers/promises';
+import {appendCapped, findExecutable, stopChild, tail, trackChild} from '../test/helpers/process.js';
+
+export {sleep};
+
+export const SERVER_CORE = 0;
+export const CLIENT_CORE = 1;
+
+/** Pinning is on when the machine has at least two cores and BENCH_PIN is not 0. */
+export function pinningEnabled(): boolean {
+	return process.env['BENCH_PIN'] !== '0' && findExecutable('taskset') !== null && cpuCount() >= 2;
+}
+
+export function cpuCount(): number {
+	try {
+		return readFileSync('/proc/cpuinfo', 'utf8').split('\n').filter(line => line.startsWith('processor')).length || 1;
+	} catch {
+		return 1;
+	}
+}
+
+/** `cmd args` prefixed with `taskset -c CORE` when pinning is on. */
+export function pinned(core: number, cmd: string, args: string[]): [string, string[]] {
+	return pinningEnabled() ? ['taskset', ['-c', String(core), cmd, ...args]] : [cmd, args];
+}
+
+/** Moves every thread of a running process to `core` (`taskset -a -p -c`). */
+export async function repin(pid: number, core: number): Promise<void> {
+	if (!pinningEnabled()) {
+		return;
+	}
+
+	await new Promise<void>((resolve, reject) => {
+		const child = spawn('taskset', ['-a', '-p', '-c', String(core), String(pid)], {stdio: 'ignore'});
+		child.once('error', reject);
+		child.once('exit', code => (code === 0 ? resolve() : reject(new Error(`taskset -p ${pid} exited ${code}`))));
+	});
+}
+
+export type MemoryStatus = {rssKiB: number; hwmKiB: number};
+
+/** VmRSS and VmHWM (peak RSS) of a process, from /proc/PID/status. */
+export function memoryOf(pid: number): MemoryStatus | undefined {
+	try {
+		const status = readFileSync(`/proc/${pid}/status`, 'utf8');
+		const field = (name: string): number => Number(new RegExp(`^${name}:\\s+(\\d+)`, 'm').exec(status)?.[1] ?? 0);
+		return {rssKiB: field('VmRSS'), hwmKiB: field('VmHWM')};
+	} catch {
+		return undefined;
+	}
+}
+
+/** The pids of a process's direct children (/proc/PID/task/*\/children). */
+export function childrenOf(pid: number): number[] {
+	try {
+		return readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8')
+			.trim()
+			.split(/\s+/)
+			.filter(Boolean)
+			.map(Number);
+	} catch {
+		return [];
+	}
+}
+
+/** Polls a set of pids every 100 ms and keeps the highest RSS seen (and VmHWM, which the kernel keeps exactly). */
+export class RssPoller {
+	peakKiB = 0;
+	readonly #timer: NodeJS.Timeout;
+
+	constructor(private readonly pids: () => number[]) {
+		this.#timer = setInterval(() => this.sample(), 100);
+		this.#timer.unref();
+	}
+
+	sample(): void {
+		for (const pid of this.pids()) {
+			const memory = memoryOf(pid);
+			if (memory) {
+				this.peakKiB = Math.max(this.peakKiB, memory.rssKiB, memory.hwmKiB);
+			}
+		}
+	}
+
+	stop(): number {
+		this.sample();
+		clearInterval(this.#timer);
+		return this.peakKiB;
+	}
+}
+
+export type ServerProcess = {
+	name: string;
+	pid: number;
+	child: ChildProcess;
+	logs(): string;
+	/** SIGTERM by pid (SIGKILL after the grace time) and wait for the exit. */
+	stop(graceMs?: number): Promise<void>;
+};
+
+/** Spawns a server process pinned to `core`; its output is kept (capped) for error messages. */
+export function spawnServer(name: string, cmd: string, args: string[], opts: {core?: number; env?: NodeJS.ProcessEnv; cwd?: string} = {}): ServerProcess {
+	const [command, argv] = opts.core === undefined ? [cmd, args] : pinned(opts.core, cmd, args);
+	const child = spawn(command, argv, {stdio: ['ignore', 'pipe', 'pipe'], env: opts.env ?? process.env, cwd: opts.cwd});
+	trackChild(child);
+	let output = '';
+	const collect = (chunk: Buffer): void => {
+		output = appendCapped(output, chunk.toString('utf8'), 100_000);
+	};
+
+	child.stdout?.on('data', collect);
+	child.stderr?.on('data', collect);
+	child.once('error', error => {
+		output += `\nspawn error: ${error.message}`;
+	});
+	if (child.pid === undefined) {
+		throw new Error(`${name}: could not start ${command}`);
+	}
+
+	return {
+		name,
+		pid: child.pid,
+		child,
+		logs: () => output,
+		async stop(graceMs = 10_000) {
+			await stopChild(child, graceMs);
+		},
+	};
+}
+
+/** Waits until GET `url` answers one of `statuses`, or the process died. */
+export async function waitHttp(server: ServerProcess, url: string, statuses: number[] = [200], timeoutMs = 30_000): Promise<void> {
+	const deadline = Date.now() + timeoutMs;
+	let last = '';
+	for (;;) {
+		if (server.child.exitCode !== null || server.child.signalCode !== null) {
+			throw new Error(`${server.name} exited (${server.child.exitCode ?? server.child.signalCode}) before answering ${url}:\n${tail(server.logs())}`);
+		}
+
+		try {
+			const response = await fetch(url, {signal: AbortSignal.timeout(2000)});
+			await response.arrayBuffer();
+			if (statuses.includes(response.status)) {
+				return;
+			}
+
+			last = `HTTP ${response.status}`;
+		} catch (error) {
+			last = error instanceof Error ? error.message : String(error);
+		}
+
+		if (Date.now() > deadline) {
+			throw new Error(`${server.name}: timed out waiting for ${url} (${last}):\n${tail(server.logs())}`);
+		}
+
+		await sleep(50);
+	}
+}
+
+// --- statistics and formatting ------------------------------------------------------------
+
+export function median(values: number[]): number {
+	const sorted = values.filter(v => Number.isFinite(v)).sort((a, b) => a - b);
+	if (sorted.length === 0) {
+		return Number.NaN;
+	}
+
+	const mid = Math.floor(sorted.length / 2);
+	return sorted.length % 2 === 1 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2;
+}
+
+export function fmt(value: number | undefined, digits = 0): string {
+	if (value === undefined || !Number.isFinite(value)) {
+		return 'n/a';
+	}
+
+	return value.toLocaleString('en-US', {minimumFractionDigits: digits, maximumFractionDigits: digits});
+}
+
+/** A value with the spread of its samples: `123 (110–130)`. */
+export function fmtRuns(values: number[], digits = 0): string {
+	const finite = values.filter(v => Number.isFinite(v));
+	if (finite.length === 0) {
+		return 'n/a';
+	}
+
+	if (finite.length === 1) {
+		return fmt(finite[0], digits);
+	}
+
+	return `${fmt(median(finite), digits)} (${fmt(Math.min(...finite), digits)}–${fmt(Math.max(...finite), digits)})`;
+}
+
+export function ratio(a: number, b: number, digits = 2): string {
+	if (!Number.isFinite(a) || !Number.isFinite(b) || b === 0) {
+		return 'n/a';
+	}
+
+	return `${(a / b).toFixed(digits)}×`;
+}
+
+export function markdownTable(header: string[], rows: string[][]): string {
+	const line = (cells: string[]) => `| ${cells.map(cell => cell.replace(/\|/g, '\\|')).join(' | ')} |`;
+	return [line(header), line(header.map(() => '---')), ...rows.map(line)].join('\n');
+}
+
+export function log(message: string): void {
+	process.stderr.write(`[bench ${new Date().toISOString().slice(11, 19)}] ${message}\n`);
+}

@@ -1,0 +1,121 @@
+/**
+ * Client auth for the V2 API. Without `auth` in the config everything is
+ * open. With it: pushes and deletes always need a valid user; pulls need one
+ * unless `anonymous_pull` is on; wrong credentials are refused even where
+ * none are needed.
+ *
+ * Clients may send Basic credentials on every request (curl -u), or follow
+ * the Bearer challenge to the token endpoint (`PREFIX/auth/token`), which is
+ * what Docker, containerd, podman and skopeo do: anonymously for pulls, with
+ * their login for pushes and for `docker login`, which checks credentials there.
+ */
+import {type Context, type Next} from 'koa';
+import {type Htpasswd, parseBasic} from '../auth/htpasswd.js';
+import {type Grant, type TokenIssuer} from '../auth/tokens.js';
+import {RegistryError} from '../v2/errors.js';
+
+export const SERVICE = 'registry-mirror';
+
+export type AuthOptions = {
+	htpasswd: Htpasswd;
+	tokens: TokenIssuer;
+	anonymousPull: boolean;
+	prefix: string;
+	publicUrl: string;
+};
+
+function realm(ctx: Context, options: AuthOptions): string {
+	const base = options.publicUrl || `${ctx.protocol}://${ctx.host}`;
+	return `${base}${options.prefix}/auth/token`;
+}
+
+function challenge(ctx: Context, options: AuthOptions, scope?: string): string {
+	return `Bearer realm="${realm(ctx, options)}",service="${SERVICE}"${scope ? `,scope="${scope}"` : ''}`;
+}
+
+/** The repository a /v2/NAME/... path is about, for the challenge's scope. */
+function scopeOf(path: string, apiRoot: string, write: boolean): string | undefined {
+	const match = new RegExp(`^${apiRoot}/(.+)/(?:manifests|blobs|tags|referrers)/`).exec(path);
+	return match ? `repository:${match[1]}:${write ? 'pull,push' : 'pull'}` : undefined;
+}
+
+async function identify(ctx: Context, options: AuthOptions): Promise<Grant | 'anonymous' | 'invalid'> {
+	const header = ctx.get('authorization');
+	if (!header) {
+		return 'anonymous';
+	}
+
+	if (/^bearer\s/i.test(header)) {
+		return options.tokens.verify(header.replace(/^bearer\s+/i, '').trim()) ?? 'invalid';
+	}
+
+	const credentials = parseBasic(header);
+	if (credentials && (await options.htpasswd.verify(credentials.user, credentials.password))) {
+		return {user: credentials.user, push: true};
+	}
+
+	return 'invalid';
+}
+
+/** GET PREFIX/auth/token?service=&scope=: a token for what the caller may do. */
+export function tokenEndpoint(options: AuthOptions) {
+	return async (ctx: Context): Promise<void> => {
+		const who = await identify(ctx, options);
+		if (who === 'invalid') {
+			throw new RegistryError('UNAUTHORIZED', {
+				message: 'invalid username or password',
+				headers: {'WWW-Authenticate': `Basic realm="${SERVICE}", charset="UTF-8"`},
+			});
+		}
+
+		let grant: Grant;
+		if (who === 'anonymous') {
+			if (!options.anonymousPull) {
+				throw new RegistryError('UNAUTHORIZED', {
+					message: 'authentication required',
+					headers: {'WWW-Authenticate': `Basic realm="${SERVICE}", charset="UTF-8"`},
+				});
+			}
+
+			grant = {user: null, push: false};
+		} else {
+			grant = who;
+		}
+
+		const {token, expiresIn} = options.tokens.issue(grant);
+		ctx.set('Cache-Control', 'no-store');
+		ctx.body = {token, access_token: token, expires_in: expiresIn, issued_at: new Date().toISOString()};
+	};
+}
+
+export function authMiddleware(options: AuthOptions) {
+	const apiRoot = `${options.prefix}/v2`;
+	const escapedRoot = apiRoot.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&');
+	return async (ctx: Context, next: Next): Promise<void> => {
+		const isRead = ctx.method === 'GET' || ctx.method === 'HEAD';
+		const isBase = ctx.path === apiRoot || ctx.path === `${apiRoot}/`;
+		const who = await identify(ctx, options);
+		const refuse = (message: string) =>
+			new RegistryError('UNAUTHORIZED', {
+				message,
+				headers: {'WWW-Authenticate': challenge(ctx, options, isBase ? undefined : scopeOf(ctx.path, escapedRoot, !isRead))},
+			});
+		if (who === 'invalid') {
+			throw refuse('invalid credentials');
+		}
+
+		if (who === 'anonymous') {
+			// The base endpoint always challenges, so clients learn where to get a token.
+			if (isBase || !isRead || !options.anonymousPull) {
+				throw refuse('authentication required');
+			}
+		} else if (!isRead && !who.push) {
+			throw refuse('pushes need a login');
+		} else if (who.user === null && !options.anonymousPull) {
+			throw refuse('authentication required');
+		}
+
+		ctx.state['user'] = who === 'anonymous' ? null : who.user;
+		await next();
+	};
+}

@@ -1,0 +1,62 @@
+/** _catalog and the OCI 1.1 referrers API. */
+import {type Context} from 'koa';
+import {LOCAL_REGISTRY, type RepoKey} from '../store/metadata.js';
+import {type Config} from '../config/load.js';
+import {paginate, parsePage} from '../v2/pagination.js';
+import {parseDigest} from '../v2/grammar.js';
+import {MEDIA_TYPES} from '../v2/media-types.js';
+import {type HandlerDeps, params, targetOf} from './context.js';
+import {nextLink} from './tags.js';
+
+/** The name a client uses for a repository: cached ones under their upstream unless a rule routes the bare name there. */
+export function clientName(repo: RepoKey, namespaces: Config['namespaces']): string {
+	if (repo.registry === LOCAL_REGISTRY) {
+		return repo.name;
+	}
+
+	const rule = namespaces.find(entry => repo.name.startsWith(entry.prefix));
+	return rule && 'upstream' in rule && rule.upstream === repo.registry ? repo.name : `${repo.registry}/${repo.name}`;
+}
+
+export function catalog(deps: HandlerDeps, namespaces: Config['namespaces']) {
+	return async (ctx: Context): Promise<void> => {
+		const page = parsePage(ctx.query);
+		const names = [...new Set(deps.metadata.listRepositories().map(repo => clientName(repo, namespaces)))];
+		const {tags: repositories, next} = paginate(names, page);
+		if (next !== undefined) {
+			ctx.set('Link', nextLink(ctx, `${deps.prefix}/v2/_catalog`, page.n, next));
+		}
+
+		ctx.status = 200;
+		ctx.body = {repositories};
+	};
+}
+
+export function referrers(deps: HandlerDeps) {
+	return async (ctx: Context): Promise<void> => {
+		const target = targetOf(ctx, deps);
+		const subject = parseDigest(params(ctx)['digest'] ?? '');
+		const artifactType = typeof ctx.query['artifactType'] === 'string' ? ctx.query['artifactType'] : undefined;
+		let entries = deps.metadata.listReferrers(target.repo, subject.value);
+		if (artifactType !== undefined) {
+			entries = entries.filter(entry => entry.artifactType === artifactType);
+			ctx.set('OCI-Filters-Applied', 'artifactType');
+		}
+
+		ctx.status = 200;
+		ctx.type = MEDIA_TYPES.ociIndex;
+		ctx.body = Buffer.from(
+			JSON.stringify({
+				schemaVersion: 2,
+				mediaType: MEDIA_TYPES.ociIndex,
+				manifests: entries.map(entry => ({
+					mediaType: entry.mediaType,
+					digest: entry.digest,
+					size: entry.size,
+					...(entry.artifactType === undefined ? {} : {artifactType: entry.artifactType}),
+					...(entry.annotations === undefined ? {} : {annotations: entry.annotations}),
+				})),
+			}),
+		);
+	};
+}

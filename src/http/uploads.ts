@@ -1,0 +1,122 @@
+/** The V2 blob upload protocol for local namespaces. */
+import {type Context} from 'koa';
+import {type ChunkRange, rangeHeader} from '../local/uploads.js';
+import {type LocalTarget} from '../namespaces.js';
+import {type Target} from '../namespaces.js';
+import {RegistryError} from '../v2/errors.js';
+import {parseDigest, parseName} from '../v2/grammar.js';
+import {type HandlerDeps, location, params, writableTargetOf} from './context.js';
+
+function parseContentRange(header: string | undefined): ChunkRange | undefined {
+	if (!header) {
+		return undefined;
+	}
+
+	const match = /^(?:bytes )?(\d+)-(\d+)(?:\/(?:\d+|\*))?$/.exec(header.trim());
+	if (!match || Number(match[2]) < Number(match[1])) {
+		throw new RegistryError('RANGE_INVALID', {status: 416, message: 'malformed Content-Range (expected START-END)', detail: {contentRange: header.slice(0, 100)}});
+	}
+
+	return {start: Number(match[1]), end: Number(match[2])};
+}
+
+function sessionHeaders(ctx: Context, deps: HandlerDeps, target: LocalTarget, id: string, size: number): void {
+	ctx.set('Location', location(deps, `${target.clientName}/blobs/uploads/${id}`));
+	ctx.set('Range', rangeHeader(size));
+	ctx.set('Docker-Upload-UUID', id);
+}
+
+function blobCreated(ctx: Context, deps: HandlerDeps, target: LocalTarget, digest: string): void {
+	ctx.status = 201;
+	ctx.set('Location', location(deps, `${target.clientName}/blobs/${digest}`));
+	ctx.set('Docker-Content-Digest', digest);
+	ctx.body = null;
+	ctx.status = 201;
+}
+
+function hasBody(ctx: Context): boolean {
+	const length = ctx.get('content-length');
+	return (length !== '' && length !== '0') || ctx.get('transfer-encoding') !== '';
+}
+
+export function startUpload(deps: HandlerDeps) {
+	return async (ctx: Context): Promise<void> => {
+		const target = writableTargetOf(ctx, deps);
+		const mount = typeof ctx.query['mount'] === 'string' ? ctx.query['mount'] : undefined;
+		if (mount !== undefined) {
+			const digest = parseDigest(mount);
+			let from: Target | undefined;
+			const fromName = typeof ctx.query['from'] === 'string' ? ctx.query['from'] : undefined;
+			try {
+				from = fromName ? deps.namespaces.resolve(parseName(fromName)) : undefined;
+			} catch {
+				from = undefined; // not readable: fall through to a plain upload session
+			}
+
+			if (deps.writer.mount(target, digest, from)) {
+				blobCreated(ctx, deps, target, digest.value);
+				return;
+			}
+		}
+
+		const digestParam = typeof ctx.query['digest'] === 'string' ? ctx.query['digest'] : undefined;
+		if (digestParam !== undefined) {
+			const digest = parseDigest(digestParam);
+			await deps.uploads.monolithic(target.repo, digest, ctx.req);
+			blobCreated(ctx, deps, target, digest.value);
+			return;
+		}
+
+		const upload = await deps.uploads.start(target.repo);
+		ctx.status = 202;
+		ctx.body = null;
+		ctx.status = 202;
+		sessionHeaders(ctx, deps, target, upload.id, 0);
+		ctx.set('Content-Length', '0');
+	};
+}
+
+export function uploadStatus(deps: HandlerDeps) {
+	return async (ctx: Context): Promise<void> => {
+		const target = writableTargetOf(ctx, deps);
+		const upload = await deps.uploads.status(target.repo, params(ctx)['uuid'] ?? '');
+		ctx.status = 204;
+		sessionHeaders(ctx, deps, target, upload.id, upload.size);
+	};
+}
+
+export function patchUpload(deps: HandlerDeps) {
+	return async (ctx: Context): Promise<void> => {
+		const target = writableTargetOf(ctx, deps);
+		const range = parseContentRange(ctx.get('content-range') || undefined);
+		const upload = await deps.uploads.append(target.repo, params(ctx)['uuid'] ?? '', ctx.req, range);
+		ctx.status = 202;
+		ctx.body = null;
+		ctx.status = 202;
+		sessionHeaders(ctx, deps, target, upload.id, upload.size);
+		ctx.set('Content-Length', '0');
+	};
+}
+
+export function finishUpload(deps: HandlerDeps) {
+	return async (ctx: Context): Promise<void> => {
+		const target = writableTargetOf(ctx, deps);
+		const digestParam = typeof ctx.query['digest'] === 'string' ? ctx.query['digest'] : undefined;
+		if (digestParam === undefined) {
+			throw new RegistryError('DIGEST_INVALID', {message: 'the digest query parameter is required to complete an upload'});
+		}
+
+		const digest = parseDigest(digestParam);
+		const range = parseContentRange(ctx.get('content-range') || undefined);
+		await deps.uploads.finish(target.repo, params(ctx)['uuid'] ?? '', digest, hasBody(ctx) ? ctx.req : undefined, range);
+		blobCreated(ctx, deps, target, digest.value);
+	};
+}
+
+export function cancelUpload(deps: HandlerDeps) {
+	return async (ctx: Context): Promise<void> => {
+		const target = writableTargetOf(ctx, deps);
+		await deps.uploads.cancel(target.repo, params(ctx)['uuid'] ?? '');
+		ctx.status = 204;
+	};
+}
