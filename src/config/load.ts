@@ -39,7 +39,16 @@ function keyPath(segments: ReadonlyArray<PropertyKey>): string {
 	return segments.map(String).join('.') || '(top level)';
 }
 
+/** One line, whatever the value held. */
+function oneLine(text: string): string {
+	return text.replace(/\s*\n\s*/g, ' ').trim();
+}
+
 function describe(issue: z.core.$ZodIssue): string {
+	return oneLine(describeIssue(issue));
+}
+
+function describeIssue(issue: z.core.$ZodIssue): string {
 	if (issue.code === 'unrecognized_keys') {
 		const keys = issue.keys.map(key => keyPath([...issue.path, key]));
 		return `config: ${keys.join(', ')}: unknown key`;
@@ -62,7 +71,7 @@ function isDockerHub(name: string, url: string): boolean {
 
 /** Validates an already-parsed document; paths are resolved against `baseDir`. */
 export function parseConfig(document: unknown, baseDir: string): Config {
-	const result = configSchema.safeParse(document ?? {});
+	const result = configSchema.safeParse(document ?? {}, {reportInput: true});
 	if (!result.success) {
 		throw new ConfigError(describe(result.error.issues[0]!));
 	}
@@ -117,8 +126,9 @@ export function parseConfigText(text: string, baseDir: string, fileName = 'confi
 		document = parseYaml(text, {prettyErrors: false});
 	} catch (error) {
 		if (error instanceof YAMLParseError) {
-			const line = error.linePos?.[0]?.line;
-			throw new ConfigError(`config: ${fileName}${line ? `:${line}` : ''}: invalid YAML: ${error.message.split('\n')[0]}`);
+			const offset = error.pos[0];
+			const line = text.slice(0, offset).split('\n').length;
+			throw new ConfigError(`config: ${fileName}:${line}: invalid YAML: ${error.message.split('\n')[0]}`);
 		}
 
 		throw error;

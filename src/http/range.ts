@@ -7,7 +7,7 @@ export function parseRange(header: string | undefined, size: number): ByteRange 
 		return undefined;
 	}
 
-	const match = /^bytes=(\d*)-(\d*)$/.exec(header.trim());
+	const match = /^bytes=(\d*)-(\d*)$/i.exec(header.trim());
 	const unsatisfiable = (reason: string) =>
 		new RegistryError('RANGE_INVALID', {status: 416, message: reason, headers: {'Content-Range': `bytes */${size}`}, detail: {range: header.slice(0, 100)}});
 	if (!match || (match[1] === '' && match[2] === '')) {

@@ -114,7 +114,13 @@ export class Fill extends EventEmitter {
 
 			this.size = this.temp.written;
 			await this.temp.commit(this.digest);
-			commit(this.size);
+			try {
+				commit(this.size);
+			} catch (error) {
+				await store.remove(this.digest); // a file without its record is an orphan: do not keep it
+				throw error;
+			}
+
 			this.state = 'done';
 		} catch (error) {
 			const failure = error instanceof Error ? error : new Error(String(error));
@@ -140,6 +146,7 @@ class FillReader extends Readable {
 	#position: number;
 	readonly #end: number | undefined;
 	#reading = false;
+	#holding = false;
 	readonly #fill: Fill;
 	readonly #onProgress = () => {
 		void this.#pump();
@@ -150,7 +157,7 @@ class FillReader extends Readable {
 		this.#fill = fill;
 		this.#position = range?.start ?? 0;
 		this.#end = range ? range.end + 1 : undefined;
-		fill.temp?.retain();
+		this.#hold();
 		fill.on('progress', this.#onProgress);
 	}
 
@@ -158,9 +165,21 @@ class FillReader extends Readable {
 		void this.#pump();
 	}
 
+	/** Keeps the temp file open for this reader, once it exists. */
+	#hold(): void {
+		if (!this.#holding && this.#fill.temp) {
+			this.#fill.temp.retain();
+			this.#holding = true;
+		}
+	}
+
 	override _destroy(error: Error | null, callback: (error?: Error | null) => void): void {
 		this.#fill.off('progress', this.#onProgress);
-		this.#fill.temp?.release();
+		if (this.#holding) {
+			this.#holding = false;
+			this.#fill.temp?.release();
+		}
+
 		callback(error);
 	}
 
@@ -184,8 +203,9 @@ class FillReader extends Readable {
 					return;
 				}
 
+				this.#hold();
 				const limit = Math.min(fill.readable, end ?? Number.POSITIVE_INFINITY);
-				if (this.#position >= limit || !fill.temp) {
+				if (this.#position >= limit || !fill.temp || !this.#holding) {
 					return; // wait for the next 'progress'
 				}
 

@@ -5,6 +5,7 @@
  * limit); when the upstream cannot answer, the stale copy is served.
  */
 import {createHash} from 'node:crypto';
+import {LRUCache} from 'lru-cache';
 import {type CachedTarget} from '../namespaces.js';
 import {type ManifestResult} from '../services.js';
 import {type AccessRecorder} from '../store/access.js';
@@ -18,6 +19,9 @@ import {type Logger} from '../log.js';
 
 export const MAX_MANIFEST_BYTES = 4 * 1024 * 1024;
 
+/** How long an upstream 404 is remembered, so a typo does not hammer the upstream. */
+export const NEGATIVE_TTL_MS = 5000;
+
 export type ProxyManifestDeps = {
 	metadata: MetadataStore;
 	upstream: (name: string) => UpstreamClient;
@@ -29,6 +33,7 @@ export type ProxyManifestDeps = {
 
 export class ProxyManifests {
 	readonly #inflight = new Map<string, Promise<ManifestResult>>();
+	readonly #missing = new LRUCache<string, RegistryError>({max: 10_000, ttl: NEGATIVE_TTL_MS});
 	readonly #now: () => number;
 
 	constructor(private readonly deps: ProxyManifestDeps) {
@@ -44,11 +49,22 @@ export class ProxyManifests {
 			return {manifest: quick};
 		}
 
+		const missing = this.#missing.get(key);
+		if (missing) {
+			throw missing;
+		}
+
 		let pending = this.#inflight.get(key);
 		if (!pending) {
-			pending = (reference.kind === 'digest' ? this.#byDigest(target, reference.digest) : this.#byTag(target, reference.tag)).finally(
-				() => this.#inflight.delete(key),
-			);
+			pending = (reference.kind === 'digest' ? this.#byDigest(target, reference.digest) : this.#byTag(target, reference.tag))
+				.catch((error: unknown) => {
+					if (error instanceof RegistryError && error.code === 'MANIFEST_UNKNOWN' && !target.upstream.offline) {
+						this.#missing.set(key, error);
+					}
+
+					throw error;
+				})
+				.finally(() => this.#inflight.delete(key));
 			this.#inflight.set(key, pending);
 		}
 

@@ -102,7 +102,7 @@ export class SqliteMetadataStore implements MetadataStore {
 			this.#statement(
 				`INSERT INTO manifests (digest, media_type, size, content, pushed, created_at, last_access)
 				 VALUES (?, ?, ?, ?, ?, ?, ?)
-				 ON CONFLICT (digest) DO UPDATE SET pushed = MAX(pushed, excluded.pushed), last_access = excluded.last_access`,
+				 ON CONFLICT (digest) DO UPDATE SET pushed = MAX(pushed, excluded.pushed), last_access = MAX(last_access, excluded.last_access)`,
 			).run(manifest.digest, manifest.mediaType, manifest.content.length, manifest.content, pushed ? 1 : 0, now, now);
 			this.#statement('INSERT INTO repository_manifests (repository_id, digest) VALUES (?, ?) ON CONFLICT DO NOTHING').run(
 				repoId,
@@ -170,7 +170,7 @@ export class SqliteMetadataStore implements MetadataStore {
 			const repoId = this.#ensureRepo(repo, blob.now);
 			this.#statement(
 				`INSERT INTO blobs (digest, size, pushed, created_at, last_access) VALUES (?, ?, ?, ?, ?)
-				 ON CONFLICT (digest) DO UPDATE SET pushed = MAX(pushed, excluded.pushed), last_access = excluded.last_access`,
+				 ON CONFLICT (digest) DO UPDATE SET pushed = MAX(pushed, excluded.pushed), last_access = MAX(last_access, excluded.last_access)`,
 			).run(blob.digest, blob.size, blob.pushed ? 1 : 0, blob.now, blob.now);
 			this.#statement('INSERT INTO repository_blobs (repository_id, digest) VALUES (?, ?) ON CONFLICT DO NOTHING').run(
 				repoId,
@@ -180,6 +180,10 @@ export class SqliteMetadataStore implements MetadataStore {
 	}
 
 	linkBlob(repo: RepoKey, digest: string): void {
+		if (!this.getBlob(digest)) {
+			return; // nothing to link: the blob is not in the store
+		}
+
 		this.#db.transaction(() => {
 			const repoId = this.#ensureRepo(repo, Date.now());
 			this.#statement('INSERT INTO repository_blobs (repository_id, digest) VALUES (?, ?) ON CONFLICT DO NOTHING').run(repoId, digest);

@@ -9,10 +9,12 @@ import https from 'node:https';
 import {type IncomingHttpHeaders} from 'node:http';
 import got, {type Got, type Request as GotRequest, type Response as GotResponse, RequestError} from 'got';
 import {LRUCache} from 'lru-cache';
+import {setTimeout as delay} from 'node:timers/promises';
 import {type UpstreamConfig} from '../config/load.js';
 import {RegistryError} from '../v2/errors.js';
 import {parseWwwAuthenticate, type Challenge} from './www-authenticate.js';
 import {sameSite} from './site.js';
+import {CircuitBreaker} from './breaker.js';
 
 export type UpstreamResponse = {status: number; headers: IncomingHttpHeaders; body: Buffer};
 export type UpstreamStream = {status: number; headers: IncomingHttpHeaders; body: GotRequest};
@@ -23,6 +25,9 @@ export type UpstreamEvents = {
 };
 
 type TokenResponse = {token?: string; access_token?: string; expires_in?: number};
+
+const RETRYABLE_STATUS: ReadonlySet<number> = new Set([502, 503, 504]);
+const MAX_STATUS_RETRIES = 2;
 
 const USER_AGENT = 'registry-mirror/0.1 (+pull-through cache)';
 const DEFAULT_TOKEN_TTL_S = 60;
@@ -37,6 +42,9 @@ export class UpstreamClient {
 	#pinging: Promise<Challenge | null> | undefined;
 	readonly #tokens = new LRUCache<string, string>({max: 2000});
 	readonly #tokenFetches = new Map<string, Promise<string>>();
+	readonly breaker = new CircuitBreaker();
+	/** The last `ratelimit-remaining` the upstream sent (Docker Hub: pulls left in its window). */
+	rateLimitRemaining: string | undefined;
 
 	constructor(config: UpstreamConfig, events: UpstreamEvents = {}) {
 		this.name = config.name;
@@ -77,29 +85,62 @@ export class UpstreamClient {
 		path: string,
 		options: {scope: string; accept?: string; kind: string; searchParams?: URLSearchParams},
 	): Promise<UpstreamResponse> {
+		let renewed = false;
 		for (let attempt = 0; ; attempt++) {
 			const authorization = await this.#authorization(options.scope);
-			let response: GotResponse<Buffer>;
-			try {
-				response = await this.#got(this.url(path), {
+			const response = await this.#send(async () =>
+				this.#got(this.url(path), {
 					method,
 					searchParams: options.searchParams,
 					headers: {...(options.accept ? {accept: options.accept} : {}), ...(authorization ? {authorization} : {})},
 					responseType: 'buffer',
-				});
-			} catch (error) {
-				throw this.#unreachable(error);
+				}),
+			);
+			this.#events.onRequest?.(this.name, method, options.kind, response.statusCode);
+			if (response.statusCode === 401 && !renewed) {
+				renewed = true;
+				this.#renewChallenge(response.headers, options.scope);
+				continue;
 			}
 
-			this.#events.onRequest?.(this.name, method, options.kind, response.statusCode);
-			if (response.statusCode === 401 && attempt === 0) {
-				this.#renewChallenge(response.headers, options.scope);
+			if (RETRYABLE_STATUS.has(response.statusCode) && attempt < MAX_STATUS_RETRIES) {
+				await delay(200 * 2 ** attempt);
 				continue;
 			}
 
 			this.#checkServerSide(response.statusCode, response.headers);
 			return {status: response.statusCode, headers: response.headers, body: response.body};
 		}
+	}
+
+	/**
+	 * Sends one request through the circuit breaker: refused at once while
+	 * the upstream is known to be down; network errors and 5xx count as failures.
+	 */
+	async #send<T extends {statusCode?: number}>(send: () => Promise<T>): Promise<T> {
+		if (!this.breaker.allow()) {
+			throw new RegistryError('UNAVAILABLE', {
+				status: 503,
+				message: `upstream ${this.name} is failing; not asking it again for ${Math.ceil(this.breaker.retryInMs() / 1000)}s`,
+				detail: {upstream: this.name, circuit: 'open'},
+			});
+		}
+
+		let response: T;
+		try {
+			response = await send();
+		} catch (error) {
+			this.breaker.failure();
+			throw this.#unreachable(error);
+		}
+
+		if ((response.statusCode ?? 0) >= 500) {
+			this.breaker.failure();
+		} else {
+			this.breaker.success();
+		}
+
+		return response;
 	}
 
 	/** A streamed GET (blobs). The caller consumes or destroys `body`. */
@@ -112,13 +153,16 @@ export class UpstreamClient {
 			});
 			let response: http.IncomingMessage;
 			try {
-				response = await new Promise<http.IncomingMessage>((resolve, reject) => {
-					request.once('response', resolve);
-					request.once('error', reject);
-				});
+				response = await this.#send(
+					async () =>
+						new Promise<http.IncomingMessage>((resolve, reject) => {
+							request.once('response', resolve);
+							request.once('error', reject);
+						}),
+				);
 			} catch (error) {
 				request.destroy();
-				throw this.#unreachable(error);
+				throw error;
 			}
 
 			this.#events.onRequest?.(this.name, 'GET', options.kind, response.statusCode ?? 0);
@@ -139,6 +183,11 @@ export class UpstreamClient {
 
 	/** 5xx and 429 are the upstream's problem, never the client's: throw them as such. */
 	#checkServerSide(status: number, headers: IncomingHttpHeaders): void {
+		const remaining = headers['ratelimit-remaining'];
+		if (typeof remaining === 'string') {
+			this.rateLimitRemaining = remaining;
+		}
+
 		if (status === 429) {
 			const retryAfter = headers['retry-after'];
 			throw new RegistryError('TOOMANYREQUESTS', {
@@ -199,9 +248,7 @@ export class UpstreamClient {
 		this.#pinging ??= (async () => {
 			let response: GotResponse<Buffer>;
 			try {
-				response = await this.#got(this.url('/v2/'), {responseType: 'buffer'});
-			} catch (error) {
-				throw this.#unreachable(error);
+				response = await this.#send(async () => this.#got(this.url('/v2/'), {responseType: 'buffer'}));
 			} finally {
 				this.#pinging = undefined;
 			}
@@ -262,12 +309,7 @@ export class UpstreamClient {
 			}
 		}
 
-		let response: GotResponse<Buffer>;
-		try {
-			response = await this.#got(realm, {searchParams, headers, responseType: 'buffer'});
-		} catch (error) {
-			throw this.#unreachable(error);
-		}
+		const response = await this.#send(async () => this.#got(realm, {searchParams, headers, responseType: 'buffer'}));
 
 		this.#events.onRequest?.(this.name, 'GET', 'token', response.statusCode);
 		if (response.statusCode !== 200) {

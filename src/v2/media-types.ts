@@ -28,14 +28,15 @@ export function parseAccept(header: string | string[] | undefined): string[] {
 	const values = Array.isArray(header) ? header : header ? [header] : [];
 	return values
 		.flatMap(value => value.split(','))
+		.filter(part => !/;\s*q\s*=\s*0(?:\.0*)?\s*(?:;|$)/i.test(part)) // q=0: explicitly not acceptable
 		.map(part => part.split(';')[0]!.trim().toLowerCase())
 		.filter(part => part.length > 0);
 }
 
 /**
  * Whether a client that sent `accept` can take a manifest of `mediaType`.
- * No Accept header, a wildcard, or a schema1 client all take anything we have,
- * as with the reference registry.
+ * No Accept header or a wildcard takes anything we have, as with the
+ * reference registry.
  */
 export function accepts(accept: string[], mediaType: string): boolean {
 	if (accept.length === 0) {

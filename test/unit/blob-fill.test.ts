@@ -558,13 +558,9 @@ test('sweepTemp removes leftovers', async t => {
 	await temp.discard(); // safe twice
 });
 
-// BUG (latent: ProxyBlobs awaits `ready` first, so it is not reached through
-// the proxy today): src/proxy/blob-fill.ts:153 retains `fill.temp` only if it
-// already exists. A reader created before the upstream answered holds no
-// reference, so the file handle closes when the fill finishes and the reader
-// fails with EBADF; its _destroy (line 163) then releases a reference it never
-// took, which can close the file under another reader.
-test.failing('a reader created before ready still gets every byte', async t => {
+// A reader created before the upstream answered takes its hold on the temp
+// file once the file exists, and releases only a hold it took.
+test('a reader created before ready still gets every byte', async t => {
 	const data = bytes(3 * 1024 * 1024 + 5);
 	const digest = digestOf(data);
 	const h = await harness(t, data.length);

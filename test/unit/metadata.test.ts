@@ -209,8 +209,8 @@ test('putBlob, hasRepoBlob, registryHasBlob, linkBlob, getBlob', async t => {
 	store.linkBlob(other, D1); // idempotent
 	t.true(store.hasRepoBlob(other, D1));
 
-	// linking a blob the store does not know is refused (foreign key)
-	t.throws(() => store.linkBlob(other, D2), {any: true, code: 'SQLITE_CONSTRAINT_FOREIGNKEY'});
+	// linking a blob the store does not know is a no-op
+	t.notThrows(() => store.linkBlob(other, D2));
 	t.false(store.hasRepoBlob(other, D2));
 });
 
