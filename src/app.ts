@@ -21,6 +21,7 @@ import {ProxyBlobs} from './proxy/blobs.js';
 import {ProxyManifests} from './proxy/manifests.js';
 import {ProxyService} from './proxy/service.js';
 import {AccessRecorder} from './store/access.js';
+import {Maintenance} from './store/maintenance.js';
 import {type BlobStore, FsBlobStore} from './store/blob-store.js';
 import {type MetadataStore} from './store/metadata.js';
 import {SqliteMetadataStore} from './store/sqlite.js';
@@ -41,6 +42,7 @@ export type Registry = {
 	uploads: UploadService;
 	namespaces: NamespaceRouter;
 	htpasswd?: Htpasswd;
+	maintenance: Maintenance;
 	close(): Promise<void>;
 };
 
@@ -86,7 +88,19 @@ export async function openRegistry(config: Config, log: Logger): Promise<Registr
 	const sweeper = setInterval(() => void uploads.sweep().catch(error => log.warn({err: error}, 'upload sweep failed')), 60 * 60_000);
 	sweeper.unref();
 	const manifests = new ProxyManifests({metadata, upstream, access, log});
-	const proxyBlobs = new ProxyBlobs({metadata, blobs, fills, upstream, access});
+	const maintenance = new Maintenance(metadata, blobs, access, log, config.storage.maxSize);
+	const quota =
+		config.storage.maxSize === undefined
+			? undefined
+			: {
+					reserve: async (size: number) => {
+						await maintenance.enforceQuota(size);
+					},
+					settle() {
+						void maintenance.enforceQuota(0).catch(error => log.warn({err: error}, 'quota enforcement failed'));
+					},
+				};
+	const proxyBlobs = new ProxyBlobs({metadata, blobs, fills, upstream, access, quota});
 	return {
 		config,
 		log,
@@ -101,6 +115,7 @@ export async function openRegistry(config: Config, log: Logger): Promise<Registr
 		uploads,
 		namespaces: new NamespaceRouter(config),
 		htpasswd,
+		maintenance,
 		async close() {
 			clearInterval(sweeper);
 			await fills.drain();

@@ -1,90 +1,95 @@
 #!/usr/bin/env node
 /**
- * Start: load the config, open the stores, listen, and drain on SIGTERM.
- *   registry-mirror [serve] [--config FILE]   (or MIRROR_CONFIG=FILE)
+ * registry-mirror: the command line. `serve` (the default) runs the mirror;
+ * the other commands look after its store.
  */
-import {createServer as createHttpServer, type Server} from 'node:http';
-import {createServer as createHttpsServer} from 'node:https';
-import {readFileSync} from 'node:fs';
-import {parseArgs} from 'node:util';
-import {createApp, openRegistry} from './app.js';
-import {ConfigError, loadConfig} from './config/load.js';
-import {createLogger} from './log.js';
+import {Command, Option} from 'commander';
+import {ConfigError, loadConfig, type Config} from './config/load.js';
+import {gc, ls, stats, verify} from './cli/offline.js';
+import {prefetch} from './cli/prefetch.js';
+import {serve} from './cli/serve.js';
+import {parseDuration} from './config/units.js';
 
-const HELP = `Usage: registry-mirror [serve] [--config FILE]
-
-Serves the Docker Registry HTTP API V2: a pull-through cache for the
-configured upstreams plus a private registry for local namespaces.
-
-Options:
-  -c, --config FILE   config file (default: $MIRROR_CONFIG or ./mirror.config.yml)
-  -h, --help          show this help
-`;
-
-async function main(): Promise<void> {
-	const {values, positionals} = parseArgs({
-		options: {config: {type: 'string', short: 'c'}, help: {type: 'boolean', short: 'h'}},
-		allowPositionals: true,
-	});
-	if (values.help) {
-		process.stdout.write(HELP);
-		return;
-	}
-
-	const command = positionals[0] ?? 'serve';
-	if (command !== 'serve') {
-		throw new ConfigError(`unknown command: ${command} (try --help)`);
-	}
-
-	const file = values.config ?? process.env['MIRROR_CONFIG'] ?? 'mirror.config.yml';
-	const config = loadConfig(file);
-	const log = createLogger(process.env['LOG_LEVEL'] ?? config.logLevel);
-	const registry = await openRegistry(config, log);
-	const app = createApp(registry);
-	const handler = app.callback();
-	const server: Server = config.tls
-		? createHttpsServer({cert: readFileSync(config.tls.cert), key: readFileSync(config.tls.key)}, handler)
-		: createHttpServer(handler);
-	server.keepAliveTimeout = 65_000;
-	server.requestTimeout = 0; // blob uploads and downloads can take as long as they take
-	server.headersTimeout = 60_000;
-
-	await new Promise<void>((resolve, reject) => {
-		server.once('error', reject);
-		server.listen(config.listen.port, config.listen.host, resolve);
-	});
-	const address = server.address();
-	const port = typeof address === 'object' && address ? address.port : config.listen.port;
-	log.info({listen: `${config.listen.host}:${port}`, storage: config.storage.dir, upstreams: [...config.upstreams.keys()]}, 'registry mirror ready');
-	if (!config.auth) {
-		log.warn('no auth configured: anyone who can reach this port may pull, and push to local namespaces');
-	}
-
-	let stopping = false;
-	const stop = (signal: string) => {
-		if (stopping) {
-			return;
-		}
-
-		stopping = true;
-		log.info({signal}, 'shutting down: draining requests and fills');
-		server.close();
-		server.closeIdleConnections();
-		const force = setTimeout(() => {
-			server.closeAllConnections();
-		}, 10_000);
-		force.unref();
-		void registry.close().finally(() => {
-			log.flush();
-			process.exit(0);
-		});
-	};
-
-	process.on('SIGTERM', () => stop('SIGTERM'));
-	process.on('SIGINT', () => stop('SIGINT'));
+function config(options: {config?: string}): Config {
+	return loadConfig(options.config ?? process.env['MIRROR_CONFIG'] ?? 'mirror.config.yml');
 }
 
-main().catch((error: unknown) => {
+const configOption = () => new Option('-c, --config <file>', 'config file (default: $MIRROR_CONFIG or ./mirror.config.yml)');
+
+const program = new Command()
+	.name('registry-mirror')
+	.description('A pull-through caching registry mirror and private registry (Docker Registry HTTP API V2).')
+	.showHelpAfterError();
+
+program
+	.command('serve', {isDefault: true})
+	.description('serve the registry API (the default command)')
+	.addOption(configOption())
+	.action(async (options: {config?: string}) => serve(config(options)));
+
+program
+	.command('verify')
+	.description('rehash every blob in the store; report blobs whose content does not match their digest, records without files and files without records')
+	.addOption(configOption())
+	.option('--delete', 'remove what does not match (cached content is fetched again on the next pull)', false)
+	.option('--repair', 'same as --delete', false)
+	.action(async (options: {config?: string; delete: boolean; repair: boolean}) => {
+		process.exitCode = await verify(config(options), {delete: options.delete || options.repair});
+	});
+
+program
+	.command('gc')
+	.description('garbage-collect: remove manifests no repository links and blobs no manifest references')
+	.addOption(configOption())
+	.option('--dry-run', 'list what would be removed, remove nothing', false)
+	.option('--grace <duration>', 'keep anything touched within this long (pushes in progress)', '1h')
+	.action(async (options: {config?: string; dryRun: boolean; grace: string}) => {
+		const graceMs = parseDuration(options.grace);
+		if (graceMs === undefined) {
+			throw new ConfigError(`gc: --grace: not a duration: ${options.grace}`);
+		}
+
+		process.exitCode = await gc(config(options), {dryRun: options.dryRun, graceMs});
+	});
+
+program
+	.command('ls')
+	.description('list repositories with their tags, size and last pull')
+	.addOption(configOption())
+	.option('--json', 'print JSON', false)
+	.action((options: {config?: string; json: boolean}) => {
+		process.exitCode = ls(config(options), options);
+	});
+
+program
+	.command('stats')
+	.description('print store totals: repositories, blobs, cached bytes against the quota, pushed bytes')
+	.addOption(configOption())
+	.option('--json', 'print JSON', false)
+	.action((options: {config?: string; json: boolean}) => {
+		process.exitCode = stats(config(options), options);
+	});
+
+program
+	.command('prefetch')
+	.description('pull images through a running mirror so they are cached ahead of time')
+	.argument('<image...>', 'images like nginx:1.27, ghcr.io/org/tool:1 or alpine@sha256:...')
+	.addOption(configOption())
+	.option('--url <url>', 'the running mirror (default: from the config\'s listen address)')
+	.option('--platform <os/arch>', 'only these platforms of a multi-platform image (repeatable; default: all)', (value: string, previous: string[]) => [...previous, value], [] as string[])
+	.option('--user <user:password>', 'credentials, when the mirror requires a login')
+	.action(async (images: string[], options: {config?: string; url?: string; platform: string[]; user?: string}) => {
+		let url = options.url;
+		if (!url) {
+			const loaded = config(options);
+			const host = ['0.0.0.0', '::', ''].includes(loaded.listen.host) ? '127.0.0.1' : loaded.listen.host;
+			url = `${loaded.tls ? 'https' : 'http'}://${host}:${loaded.listen.port}${loaded.prefix}`;
+		}
+
+		process.exitCode = await prefetch(images, {url, platforms: options.platform, user: options.user, progress: Boolean(process.stdout.isTTY)});
+	});
+
+program.parseAsync(process.argv).catch((error: unknown) => {
 	if (error instanceof ConfigError) {
 		process.stderr.write(`${error.message}\n`);
 	} else if ((error as NodeJS.ErrnoException).code === 'EADDRINUSE') {

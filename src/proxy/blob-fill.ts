@@ -23,6 +23,11 @@ export type FillSource = {size: number | undefined; body: AsyncIterable<Uint8Arr
 const UNKNOWN_SIZE_HOLDBACK = 64 * 1024;
 const READ_CHUNK = 1024 * 1024;
 
+export type FillHooks = {
+	/** Called once the size is known, before any byte is written (the quota makes room here). */
+	reserve?: (size: number) => Promise<void>;
+};
+
 export type FillState = 'starting' | 'running' | 'done' | 'failed';
 
 export class Fill extends EventEmitter {
@@ -75,11 +80,15 @@ export class Fill extends EventEmitter {
 		return Math.max(0, written - UNKNOWN_SIZE_HOLDBACK);
 	}
 
-	async run(store: BlobStore, open: () => Promise<FillSource>, commit: (size: number) => void): Promise<void> {
+	async run(store: BlobStore, open: () => Promise<FillSource>, commit: (size: number) => void, hooks: FillHooks = {}): Promise<void> {
 		let source: FillSource | undefined;
 		try {
 			source = await open();
 			this.size = source.size;
+			if (source.size !== undefined) {
+				await hooks.reserve?.(source.size);
+			}
+
 			this.temp = await store.createTemp(this.digest);
 			this.temp.retain(); // held until the state below is final, so a reader that joins meanwhile finds the file open
 			this.state = 'running';
@@ -249,7 +258,13 @@ export class FillRegistry {
 	 * Joins the fill for `digest` or starts one. The fill runs detached from
 	 * any client request: it ends when the upstream body does.
 	 */
-	join(digest: Digest, store: BlobStore, open: () => Promise<FillSource>, commit: (size: number) => void): {fill: Fill; started: boolean} {
+	join(
+		digest: Digest,
+		store: BlobStore,
+		open: () => Promise<FillSource>,
+		commit: (size: number) => void,
+		hooks: FillHooks = {},
+	): {fill: Fill; started: boolean} {
 		const existing = this.#fills.get(digest.value);
 		if (existing) {
 			return {fill: existing, started: false};
@@ -257,7 +272,7 @@ export class FillRegistry {
 
 		const fill = new Fill(digest);
 		this.#fills.set(digest.value, fill);
-		void fill.run(store, open, commit).finally(() => {
+		void fill.run(store, open, commit, hooks).finally(() => {
 			if (this.#fills.get(digest.value) === fill) {
 				this.#fills.delete(digest.value);
 			}

@@ -21,6 +21,8 @@ export type ProxyBlobDeps = {
 	access: AccessRecorder;
 	now?: () => number;
 	onFill?: (upstream: string, digest: string, outcome: 'started' | 'joined') => void;
+	/** Makes room under the quota before a fill writes, and trims after it landed. */
+	quota?: {reserve(size: number): Promise<void>; settle(): void};
 };
 
 export class ProxyBlobs {
@@ -123,7 +125,11 @@ export class ProxyBlobs {
 			digest,
 			this.deps.blobs,
 			async () => this.#openUpstream(target, digest),
-			size => metadata.putBlob(target.repo, {digest: digest.value, size, pushed: false, now: this.#now()}),
+			size => {
+				metadata.putBlob(target.repo, {digest: digest.value, size, pushed: false, now: this.#now()});
+				this.deps.quota?.settle();
+			},
+			{reserve: this.deps.quota ? async size => this.deps.quota!.reserve(size) : undefined},
 		);
 		this.deps.onFill?.(target.upstream.name, digest.value, started ? 'started' : 'joined');
 		if (!started) {

@@ -73,5 +73,29 @@ export interface MetadataStore {
 	uploadsIdleSince(before: number): UploadRecord[];
 	putReferrer(repo: RepoKey, subject: string, referrer: ReferrerRecord): void;
 	listReferrers(repo: RepoKey, subject: string): ReferrerRecord[];
+
+	// Quota, eviction and garbage collection.
+	/** Bytes of cached (evictable) blobs and manifests. */
+	cachedBytes(): number;
+	/** Pushed bytes (never evicted). */
+	pushedBytes(): number;
+	/** The least recently used cached manifest that is not pushed, or undefined. */
+	leastRecentlyUsedCachedManifest(): {digest: string; lastAccess: number} | undefined;
+	/**
+	 * Removes a cached manifest from every repository (tags, links, references)
+	 * and the cached blobs no remaining manifest references. Returns the removed blobs.
+	 */
+	evictManifest(digest: string): Array<{digest: string; size: number}>;
+	/** Cached blobs that no manifest references and nobody touched since `before`. */
+	unreferencedCachedBlobs(before: number): Array<{digest: string; size: number}>;
+	/**
+	 * Mark and sweep: manifests no repository links, and blobs no linked
+	 * manifest references, both untouched since `before`. With `apply` the
+	 * rows are deleted; the caller removes the blob files.
+	 */
+	collectGarbage(before: number, apply: boolean): {manifests: string[]; blobs: Array<{digest: string; size: number}>};
+	deleteBlobRecords(digests: readonly string[]): void;
+	/** Repositories with their tags, for listings. */
+	describeRepositories(): Array<RepoKey & {tags: Array<{tag: string; digest: string; fetchedAt: number}>; bytes: number; lastAccess: number}>;
 	close(): void;
 }

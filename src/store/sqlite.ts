@@ -321,6 +321,116 @@ export class SqliteMetadataStore implements MetadataStore {
 		}));
 	}
 
+	cachedBytes(): number {
+		const blobs = this.#statement('SELECT COALESCE(SUM(size), 0) AS total FROM blobs WHERE pushed = 0').get() as {total: number};
+		const manifests = this.#statement('SELECT COALESCE(SUM(size), 0) AS total FROM manifests WHERE pushed = 0').get() as {total: number};
+		return blobs.total + manifests.total;
+	}
+
+	pushedBytes(): number {
+		const blobs = this.#statement('SELECT COALESCE(SUM(size), 0) AS total FROM blobs WHERE pushed = 1').get() as {total: number};
+		const manifests = this.#statement('SELECT COALESCE(SUM(size), 0) AS total FROM manifests WHERE pushed = 1').get() as {total: number};
+		return blobs.total + manifests.total;
+	}
+
+	leastRecentlyUsedCachedManifest(): {digest: string; lastAccess: number} | undefined {
+		return this.#statement(
+			'SELECT digest, last_access AS lastAccess FROM manifests WHERE pushed = 0 ORDER BY last_access, digest LIMIT 1',
+		).get() as {digest: string; lastAccess: number} | undefined;
+	}
+
+	evictManifest(digest: string): Array<{digest: string; size: number}> {
+		return this.#db.transaction(() => {
+			const referenced = this.#statement('SELECT reference_digest AS digest FROM manifest_references WHERE manifest_digest = ?').all(
+				digest,
+			) as Array<{digest: string}>;
+			this.#statement('DELETE FROM tags WHERE digest = ?').run(digest);
+			this.#statement('DELETE FROM referrers WHERE digest = ?').run(digest);
+			this.#statement('DELETE FROM manifests WHERE digest = ? AND pushed = 0').run(digest); // cascades links and references
+			const removed: Array<{digest: string; size: number}> = [];
+			for (const {digest: blob} of referenced) {
+				const row = this.#statement(
+					`SELECT size FROM blobs b WHERE b.digest = ? AND b.pushed = 0
+					 AND NOT EXISTS (SELECT 1 FROM manifest_references r WHERE r.reference_digest = b.digest)`,
+				).get(blob) as {size: number} | undefined;
+				if (row) {
+					this.#statement('DELETE FROM blobs WHERE digest = ?').run(blob);
+					removed.push({digest: blob, size: row.size});
+				}
+			}
+
+			return removed;
+		}).immediate();
+	}
+
+	unreferencedCachedBlobs(before: number): Array<{digest: string; size: number}> {
+		return this.#statement(
+			`SELECT digest, size FROM blobs b WHERE pushed = 0 AND last_access < ?
+			 AND NOT EXISTS (SELECT 1 FROM manifest_references r WHERE r.reference_digest = b.digest)
+			 ORDER BY last_access`,
+		).all(before) as Array<{digest: string; size: number}>;
+	}
+
+	collectGarbage(before: number, apply: boolean): {manifests: string[]; blobs: Array<{digest: string; size: number}>} {
+		const run = () => {
+			// Mark: manifests some repository links are live, and so is everything they reference.
+			const manifests = (
+				this.#statement(
+					`SELECT digest FROM manifests m WHERE last_access < ?
+					 AND NOT EXISTS (SELECT 1 FROM repository_manifests l WHERE l.digest = m.digest)`,
+				).all(before) as Array<{digest: string}>
+			).map(row => row.digest);
+			if (apply) {
+				for (const digest of manifests) {
+					this.#statement('DELETE FROM manifests WHERE digest = ?').run(digest);
+				}
+			}
+
+			const blobs = this.#statement(
+				`SELECT digest, size FROM blobs b WHERE last_access < ?
+				 AND NOT EXISTS (
+					SELECT 1 FROM manifest_references r JOIN repository_manifests l ON l.digest = r.manifest_digest
+					WHERE r.reference_digest = b.digest)`,
+			).all(before) as Array<{digest: string; size: number}>;
+			if (apply) {
+				for (const blob of blobs) {
+					this.#statement('DELETE FROM blobs WHERE digest = ?').run(blob.digest);
+				}
+			}
+
+			return {manifests, blobs};
+		};
+
+		return apply ? this.#db.transaction(run).immediate() : run();
+	}
+
+	deleteBlobRecords(digests: readonly string[]): void {
+		this.#db.transaction(() => {
+			for (const digest of digests) {
+				this.#statement('DELETE FROM blobs WHERE digest = ?').run(digest);
+			}
+		}).immediate();
+	}
+
+	describeRepositories(): Array<RepoKey & {tags: Array<{tag: string; digest: string; fetchedAt: number}>; bytes: number; lastAccess: number}> {
+		const repos = this.#statement(
+			`SELECT r.id, r.registry, r.name,
+				COALESCE((SELECT SUM(b.size) FROM repository_blobs l JOIN blobs b ON b.digest = l.digest WHERE l.repository_id = r.id), 0) AS bytes,
+				COALESCE((SELECT MAX(m.last_access) FROM repository_manifests l JOIN manifests m ON m.digest = l.digest WHERE l.repository_id = r.id), 0) AS lastAccess
+			 FROM repositories r
+			 WHERE EXISTS (SELECT 1 FROM repository_manifests m WHERE m.repository_id = r.id)
+			 ORDER BY r.registry, r.name`,
+		).all() as Array<RepoKey & {id: number; bytes: number; lastAccess: number}>;
+		return repos.map(({id, ...repo}) => ({
+			...repo,
+			tags: this.#statement('SELECT tag, digest, fetched_at AS fetchedAt FROM tags WHERE repository_id = ? ORDER BY tag').all(id) as Array<{
+				tag: string;
+				digest: string;
+				fetchedAt: number;
+			}>,
+		}));
+	}
+
 	close(): void {
 		this.#db.close();
 	}

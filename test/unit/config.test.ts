@@ -252,8 +252,6 @@ test('missing tls files', async t => {
 	);
 });
 
-// BUG: src/config/load.ts:117 parses with {prettyErrors: false}, which leaves
-// YAMLParseError.linePos undefined, so the message never names the line.
 test('invalid YAML names the file and the line', t => {
 	const message = textError(t, 'listen: 0.0.0.0:5000\nstorage:\n  dir: [\n');
 	t.regex(message, /^config: \/etc\/mirror\.yml:4: invalid YAML: /);
@@ -264,15 +262,11 @@ test('invalid YAML is a one-line ConfigError naming the file', t => {
 	t.regex(message, /^config: \/etc\/mirror\.yml(?::\d+)?: invalid YAML: Flow sequence/);
 });
 
-// BUG: src/config/load.ts:52 relies on issue.input, which zod 4 only reports
-// with {reportInput: true}; a value of the wrong type is reported as "required".
 test('a value of the wrong type is not reported as missing', t => {
 	t.not(textError(t, 'storage: 5\n'), 'config: storage: required');
 	t.not(textError(t, 'upstreams:\n  docker.io:\n    url: https://r\n    offline: "yes"\n'), 'config: upstreams.docker.io.offline: required');
 });
 
-// BUG (minor): values are echoed verbatim, so a block scalar with a trailing
-// newline (src/config/schema.ts:52, listen) gives a two-line message.
 test('a bad value containing a newline still gives one line', t => {
 	textError(t, 'listen: |\n  0.0.0.0:5000\n');
 });

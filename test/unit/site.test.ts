@@ -56,18 +56,10 @@ test('http on both sides is the same site', t => {
 	t.true(sameSite('http://auth.registry.lan/token', 'http://registry.lan'));
 });
 
-// BUG: src/upstream/client.ts:257 calls sameSite(realm, upstreamUrl), but
-// src/upstream/site.ts:19 only refuses https in the FIRST argument and http
-// in the second. An https upstream whose challenge names an http:// realm on
-// the same domain therefore gets the upstream credentials in cleartext.
 test('a cleartext realm for an https upstream is not the same site (argument order used by the client)', t => {
 	t.false(sameSite('http://auth.docker.io/token', 'https://registry-1.docker.io'));
 });
 
-// BUG: the comment in src/upstream/site.ts says the last-two-labels rule
-// "errs towards not sending credentials for hosts under a public suffix like
-// co.uk", but registrableDomain('registry.example.co.uk') is 'co.uk', so every
-// *.co.uk host is the same site as every other.
 test('hosts under a two-label public suffix are not all one site', t => {
 	t.false(sameSite('https://evil.co.uk/token', 'https://registry.example.co.uk'));
 });

@@ -1,0 +1,134 @@
+/**
+ * Store commands that run beside (or without) a serving process: they open
+ * the stores read-write but never sweep temp files or uploads, which belong
+ * to a running server.
+ */
+import path from 'node:path';
+import {type Config} from '../config/load.js';
+import {silentLogger} from '../log.js';
+import {FsBlobStore} from '../store/blob-store.js';
+import {Maintenance} from '../store/maintenance.js';
+import {SqliteMetadataStore} from '../store/sqlite.js';
+import {clientName} from '../http/discovery.js';
+
+function open(config: Config) {
+	const blobs = new FsBlobStore(config.storage.dir);
+	const metadata = new SqliteMetadataStore(path.join(config.storage.dir, 'mirror.db'));
+	const maintenance = new Maintenance(metadata, blobs, undefined, silentLogger(), config.storage.maxSize);
+	return {blobs, metadata, maintenance};
+}
+
+export function formatBytes(bytes: number): string {
+	const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
+	let value = bytes;
+	let unit = 0;
+	while (value >= 1024 && unit < units.length - 1) {
+		value /= 1024;
+		unit++;
+	}
+
+	return `${unit === 0 ? value : value.toFixed(1)} ${units[unit]}`;
+}
+
+export async function verify(config: Config, options: {delete: boolean}): Promise<number> {
+	const {maintenance, metadata} = open(config);
+	try {
+		const report = await maintenance.verify({remove: options.delete});
+		for (const entry of report.bad) {
+			process.stdout.write(`bad      ${entry.digest} (content is ${entry.actual})${options.delete ? ': removed' : ''}\n`);
+		}
+
+		for (const digest of report.missing) {
+			process.stdout.write(`missing  ${digest} (recorded, no file)${options.delete ? ': record removed' : ''}\n`);
+		}
+
+		for (const digest of report.orphans) {
+			process.stdout.write(`orphan   ${digest} (file, no record)${options.delete ? ': removed' : ''}\n`);
+		}
+
+		const problems = report.bad.length + report.missing.length + report.orphans.length;
+		process.stdout.write(`verified ${report.checked} blobs: ${report.bad.length} bad, ${report.missing.length} missing, ${report.orphans.length} orphaned\n`);
+		if (problems > 0 && !options.delete) {
+			process.stdout.write('run again with --delete to remove them (cached content is fetched again on the next pull)\n');
+		}
+
+		return problems > 0 && !options.delete ? 1 : 0;
+	} finally {
+		metadata.close();
+	}
+}
+
+export async function gc(config: Config, options: {dryRun: boolean; graceMs?: number}): Promise<number> {
+	const {maintenance, metadata} = open(config);
+	try {
+		const report = await maintenance.gc({dryRun: options.dryRun, graceMs: options.graceMs});
+		const verb = options.dryRun ? 'would remove' : 'removed';
+		for (const blob of report.blobs) {
+			process.stdout.write(`${verb} blob ${blob.digest} (${formatBytes(blob.size)})\n`);
+		}
+
+		process.stdout.write(`${verb} ${report.manifests.length} manifests and ${report.blobs.length} blobs, ${formatBytes(report.freedBytes)}\n`);
+		return 0;
+	} finally {
+		metadata.close();
+	}
+}
+
+export function ls(config: Config, options: {json: boolean}): number {
+	const {metadata} = open(config);
+	try {
+		const repos = metadata.describeRepositories().map(repo => ({
+			repository: clientName(repo, config.namespaces),
+			kind: repo.registry === '' ? 'pushed' : `cached from ${repo.registry}`,
+			tags: repo.tags.map(tag => tag.tag),
+			bytes: repo.bytes,
+			lastPull: repo.lastAccess ? new Date(repo.lastAccess).toISOString() : null,
+		}));
+		if (options.json) {
+			process.stdout.write(`${JSON.stringify(repos, null, 2)}\n`);
+			return 0;
+		}
+
+		const rows = [['REPOSITORY', 'KIND', 'TAGS', 'SIZE', 'LAST PULL'], ...repos.map(repo => [repo.repository, repo.kind, repo.tags.join(',') || '-', formatBytes(repo.bytes), repo.lastPull ?? '-'])];
+		const widths = rows[0]!.map((_, column) => Math.max(...rows.map(row => row[column]!.length)));
+		for (const row of rows) {
+			process.stdout.write(`${row.map((cell, column) => cell.padEnd(widths[column]!)).join('  ').trimEnd()}\n`);
+		}
+
+		return 0;
+	} finally {
+		metadata.close();
+	}
+}
+
+export function stats(config: Config, options: {json: boolean}): number {
+	const {metadata} = open(config);
+	try {
+		const repos = metadata.describeRepositories();
+		const summary = {
+			repositories: repos.length,
+			cachedRepositories: repos.filter(repo => repo.registry !== '').length,
+			pushedRepositories: repos.filter(repo => repo.registry === '').length,
+			blobs: metadata.allBlobDigests().length,
+			cachedBytes: metadata.cachedBytes(),
+			pushedBytes: metadata.pushedBytes(),
+			maxSize: config.storage.maxSize ?? null,
+		};
+		if (options.json) {
+			process.stdout.write(`${JSON.stringify(summary, null, 2)}\n`);
+			return 0;
+		}
+
+		process.stdout.write(
+			[
+				`repositories  ${summary.repositories} (${summary.cachedRepositories} cached, ${summary.pushedRepositories} pushed)`,
+				`blobs         ${summary.blobs}`,
+				`cached        ${formatBytes(summary.cachedBytes)}${summary.maxSize === null ? ' (no quota)' : ` of ${formatBytes(summary.maxSize)} quota`}`,
+				`pushed        ${formatBytes(summary.pushedBytes)}`,
+			].join('\n') + '\n',
+		);
+		return 0;
+	} finally {
+		metadata.close();
+	}
+}
