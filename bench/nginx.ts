@@ -34,7 +34,7 @@ events { worker_connections 4096; }
 http {
   access_log off;
   sendfile on;
-  tcp_nopush on;
+  tcp_nopush off;
   tcp_nodelay on;
   keepalive_requests 10000000;
   keepalive_timeout 65s;

@@ -61,7 +61,7 @@ async function randomFile(file: string, size: number): Promise<string> {
 		hash.update(buffer);
 		written += buffer.length;
 		if (!out.write(buffer)) {
-			await new Promise(resolve => out.once('drain', resolve));
+			await new Promise<void>(resolve => out.once('drain', () => resolve()));
 		}
 	}
 

@@ -1,28 +1,33 @@
 /**
- * createApp(deps) builds the Koa application without listening, so tests can
- * build one around their own stores. openRegistry(config) opens the real
- * stores and services for a config.
+ * openRegistry(config) opens the stores and builds the services for a
+ * config; createApp(registry) builds the Koa application around them without
+ * listening, so tests can start one on port 0.
  */
+import {randomUUID} from 'node:crypto';
 import path from 'node:path';
-import Koa from 'koa';
-import {type Config, ConfigError} from './config/load.js';
-import {errorMiddleware} from './http/errors.js';
-import {createRouter, routes} from './http/router.js';
+import Koa, {type Context} from 'koa';
 import {Htpasswd} from './auth/htpasswd.js';
 import {TokenIssuer} from './auth/tokens.js';
-import {authMiddleware, tokenEndpoint} from './http/auth.js';
+import {type Config, ConfigError} from './config/load.js';
+import {authMiddleware, browserAuth, tokenEndpoint} from './http/auth.js';
+import {dashboard} from './http/dashboard.js';
+import {errorMiddleware} from './http/errors.js';
+import {healthz, metricsHandler, readyz} from './http/ops.js';
+import {createRouter, routes} from './http/router.js';
 import {LocalWriter} from './local/push.js';
 import {LocalService} from './local/service.js';
 import {UploadService} from './local/uploads.js';
 import {type Logger} from './log.js';
+import {Metrics} from './metrics.js';
 import {NamespaceRouter} from './namespaces.js';
+import {Notifier} from './notify.js';
 import {FillRegistry} from './proxy/blob-fill.js';
 import {ProxyBlobs} from './proxy/blobs.js';
 import {ProxyManifests} from './proxy/manifests.js';
 import {ProxyService} from './proxy/service.js';
 import {AccessRecorder} from './store/access.js';
-import {Maintenance} from './store/maintenance.js';
 import {type BlobStore, FsBlobStore} from './store/blob-store.js';
+import {Maintenance} from './store/maintenance.js';
 import {type MetadataStore} from './store/metadata.js';
 import {SqliteMetadataStore} from './store/sqlite.js';
 import {UpstreamClient} from './upstream/client.js';
@@ -43,10 +48,21 @@ export type Registry = {
 	namespaces: NamespaceRouter;
 	htpasswd?: Htpasswd;
 	maintenance: Maintenance;
+	metrics: Metrics;
+	notifier: Notifier;
 	close(): Promise<void>;
 };
 
 export async function openRegistry(config: Config, log: Logger): Promise<Registry> {
+	let htpasswd: Htpasswd | undefined;
+	if (config.auth) {
+		try {
+			htpasswd = Htpasswd.load(config.auth.htpasswd);
+		} catch (error) {
+			throw new ConfigError(`config: auth.htpasswd: ${(error as Error).message}`);
+		}
+	}
+
 	const blobs = new FsBlobStore(config.storage.dir);
 	await blobs.init();
 	const leftovers = await blobs.sweepTemp();
@@ -58,10 +74,32 @@ export async function openRegistry(config: Config, log: Logger): Promise<Registr
 	const access = new AccessRecorder(metadata);
 	const fills = new FillRegistry();
 	const upstreams = new Map<string, UpstreamClient>();
+	const metrics = new Metrics({
+		fillsInFlight: () => fills.size,
+		storeBytes: () => ({cached: metadata.cachedBytes(), pushed: metadata.pushedBytes()}),
+		maxSize: config.storage.maxSize,
+		upstreams: () =>
+			[...upstreams.values()].map(client => ({
+				name: client.name,
+				url: client.config.url,
+				state: client.breaker.state,
+				rateLimitRemaining: client.rateLimitRemaining,
+				offline: client.config.offline,
+			})),
+	});
 	for (const upstream of config.upstreams.values()) {
 		upstreams.set(
 			upstream.name,
-			new UpstreamClient(upstream, {onWarning: (message, fields) => log.warn({...fields}, message)}),
+			new UpstreamClient(upstream, {
+				onWarning: (message, fields) => log.warn({...fields}, message),
+				onRequest: (name, _method, kind, status) => {
+					metrics.upstreamRequests.inc({upstream: name, kind, status: String(status)});
+					if (status === 429) {
+						metrics.upstreamRateLimited.inc({upstream: name});
+					}
+				},
+				onError: name => metrics.upstreamErrors.inc({upstream: name}),
+			}),
 		);
 	}
 
@@ -74,20 +112,11 @@ export async function openRegistry(config: Config, log: Logger): Promise<Registr
 		return client;
 	};
 
-	let htpasswd: Htpasswd | undefined;
-	if (config.auth) {
-		try {
-			htpasswd = Htpasswd.load(config.auth.htpasswd);
-		} catch (error) {
-			throw new ConfigError(`config: auth.htpasswd: ${(error as Error).message}`);
-		}
-	}
-
 	const uploads = new UploadService(metadata, blobs, log);
 	await uploads.sweep();
 	const sweeper = setInterval(() => void uploads.sweep().catch(error => log.warn({err: error}, 'upload sweep failed')), 60 * 60_000);
 	sweeper.unref();
-	const manifests = new ProxyManifests({metadata, upstream, access, log});
+
 	const maintenance = new Maintenance(metadata, blobs, access, log, config.storage.maxSize);
 	const quota =
 		config.storage.maxSize === undefined
@@ -100,7 +129,28 @@ export async function openRegistry(config: Config, log: Logger): Promise<Registr
 						void maintenance.enforceQuota(0).catch(error => log.warn({err: error}, 'quota enforcement failed'));
 					},
 				};
-	const proxyBlobs = new ProxyBlobs({metadata, blobs, fills, upstream, access, quota});
+	const manifests = new ProxyManifests({
+		metadata,
+		upstream,
+		access,
+		log,
+		onResult: (name, outcome) => {
+			metrics.cache.inc({kind: 'manifest', outcome, upstream: name});
+			if (outcome === 'stale') {
+				metrics.staleServed.inc({upstream: name});
+			}
+		},
+	});
+	const proxyBlobs = new ProxyBlobs({
+		metadata,
+		blobs,
+		fills,
+		upstream,
+		access,
+		quota,
+		onResult: (name, outcome) => metrics.cache.inc({kind: 'blob', outcome, upstream: name}),
+		onFetched: (name, bytes) => metrics.bytesFetched.inc({upstream: name}, bytes),
+	});
 	return {
 		config,
 		log,
@@ -116,6 +166,8 @@ export async function openRegistry(config: Config, log: Logger): Promise<Registr
 		namespaces: new NamespaceRouter(config),
 		htpasswd,
 		maintenance,
+		metrics,
+		notifier: new Notifier(config.notifications, log),
 		async close() {
 			clearInterval(sweeper);
 			await fills.drain();
@@ -125,51 +177,104 @@ export async function openRegistry(config: Config, log: Logger): Promise<Registr
 	};
 }
 
-export function createApp(registry: Registry): Koa {
-	const app = new Koa();
-	app.proxy = false;
-	const {log} = registry;
-	app.on('error', (error: Error & {code?: string}) => {
-		// Client disconnects mid-stream are normal for a registry; anything else is worth a line.
-		if (error.code !== 'ECONNRESET' && error.code !== 'ERR_STREAM_PREMATURE_CLOSE' && error.code !== 'EPIPE') {
-			log.warn({err: error}, 'response stream failed');
-		}
-	});
-	app.use(async (ctx, next) => {
+const QUIET_STREAM_ERRORS = new Set(['ECONNRESET', 'ERR_STREAM_PREMATURE_CLOSE', 'EPIPE']);
+
+/** One log line and one metric per request, with a request id the client can quote. */
+function requestLog(registry: Registry) {
+	const {log, metrics} = registry;
+	return async (ctx: Context, next: Koa.Next): Promise<void> => {
 		const started = performance.now();
+		const incoming = ctx.get('x-request-id');
+		const id = /^[\w.-]{1,64}$/.test(incoming) ? incoming : randomUUID();
+		ctx.state['requestId'] = id;
+		ctx.set('X-Request-Id', id);
 		try {
 			await next();
 		} finally {
-			ctx.res.once('close', () => {
+			const kind = ctx.path.includes('/blobs/') ? 'blob' : ctx.path.includes('/manifests/') ? 'manifest' : undefined;
+			const done = (complete: boolean) => {
+				const route = (ctx['_matchedRoute'] as string | undefined) ?? 'unmatched';
+				metrics.requests.inc({route, method: ctx.method, status: String(ctx.status)});
+				if (complete && kind && ctx.method === 'GET' && ctx.status < 300 && typeof ctx.length === 'number') {
+					metrics.bytesServed.inc({kind}, ctx.length);
+				}
+
 				log.info(
-					{method: ctx.method, path: ctx.path, status: ctx.status, ms: Math.round(performance.now() - started), bytes: ctx.length},
+					{id, method: ctx.method, path: ctx.path, status: ctx.status, ms: Math.round(performance.now() - started), bytes: ctx.length, complete, user: ctx.state['user']},
 					'request',
 				);
-			});
+			};
+
+			if (ctx.res.writableFinished) {
+				done(true);
+			} else {
+				let finished = false;
+				ctx.res.once('finish', () => {
+					finished = true;
+				});
+				ctx.res.once('close', () => done(finished));
+			}
+		}
+	};
+}
+
+export function createApp(registry: Registry): Koa {
+	const app = new Koa();
+	const {log, config} = registry;
+	app.on('error', (error: Error & {code?: string}) => {
+		// Clients leaving mid-stream are normal for a registry; anything else is worth a line.
+		if (!QUIET_STREAM_ERRORS.has(error.code ?? '')) {
+			log.warn({err: error}, 'response stream failed');
 		}
 	});
+	app.use(requestLog(registry));
 	app.use(errorMiddleware(log));
-	const {config} = registry;
+
+	const prefix = config.prefix;
+	const apiRoot = `${prefix}/v2`;
+	const ops: Record<string, (ctx: Context) => unknown> = {
+		[`${prefix}/metrics`]: metricsHandler(registry.metrics),
+		[`${prefix}/healthz`]: healthz(),
+		[`${prefix}/readyz`]: readyz(config.storage.dir, registry.metadata),
+		[`${prefix}/`]: dashboard(registry.metrics),
+	};
+	if (prefix !== '') {
+		ops[prefix] = ctx => ctx.redirect(`${prefix}/`);
+	}
+
+	let auth: ((ctx: Context, next: Koa.Next) => Promise<void>) | undefined;
 	if (registry.htpasswd && config.auth) {
-		const apiRoot = `${config.prefix}/v2`;
-		const tokenPath = `${config.prefix}/auth/token`;
 		const options = {
 			htpasswd: registry.htpasswd,
 			tokens: new TokenIssuer(),
 			anonymousPull: config.auth.anonymousPull,
-			prefix: config.prefix,
+			prefix,
 			publicUrl: config.publicUrl ?? '',
 		};
-		const auth = authMiddleware(options);
-		const token = tokenEndpoint(options);
-		app.use(async (ctx, next) => {
-			if (ctx.path === tokenPath && ctx.method === 'GET') {
-				return token(ctx);
-			}
-
-			return ctx.path === apiRoot || ctx.path.startsWith(`${apiRoot}/`) ? auth(ctx, next) : next();
-		});
+		auth = authMiddleware(options);
+		ops[`${prefix}/auth/token`] = tokenEndpoint(options);
+		// The dashboard shows repository names: behind the same login as pulls.
+		const page = ops[`${prefix}/`]!;
+		const login = browserAuth(options);
+		ops[`${prefix}/`] = async ctx =>
+			login(ctx, async () => {
+				await page(ctx);
+			});
 	}
+
+	app.use(async (ctx, next) => {
+		if (ctx.path === apiRoot || ctx.path.startsWith(`${apiRoot}/`)) {
+			return auth ? auth(ctx, next) : next();
+		}
+
+		const handler = ops[ctx.path];
+		if (handler && (ctx.method === 'GET' || ctx.method === 'HEAD')) {
+			await handler(ctx);
+			return;
+		}
+
+		return next();
+	});
 
 	const router = createRouter(
 		{
@@ -179,8 +284,10 @@ export function createApp(registry: Registry): Koa {
 			writer: registry.writer,
 			uploads: registry.uploads,
 			metadata: registry.metadata,
-			prefix: config.prefix,
+			prefix,
 			publicUrl: config.publicUrl ?? '',
+			notifier: registry.notifier,
+			metrics: registry.metrics,
 		},
 		config.namespaces,
 	);

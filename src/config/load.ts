@@ -2,6 +2,7 @@ import {readFileSync, existsSync} from 'node:fs';
 import path from 'node:path';
 import {parse as parseYaml, YAMLParseError} from 'yaml';
 import {type z} from 'zod';
+import {type EndpointConfig} from '../notify.js';
 import {configSchema} from './schema.js';
 
 export type UpstreamConfig = {
@@ -27,6 +28,7 @@ export type Config = {
 	logLevel: string;
 	upstreams: Map<string, UpstreamConfig>;
 	namespaces: NamespaceRule[];
+	notifications: EndpointConfig[];
 };
 
 /** One line, naming the key: what a person sees when start-up fails. */
@@ -99,6 +101,15 @@ export function parseConfig(document: unknown, baseDir: string): Config {
 		logLevel: raw.log.level,
 		upstreams,
 		namespaces: raw.namespaces,
+		notifications: raw.notifications.endpoints.map((entry, index) => ({
+			name: entry.name ?? `endpoint-${index + 1}`,
+			url: entry.url,
+			headers: entry.headers,
+			timeoutMs: entry.timeout,
+			backoffMs: entry.backoff,
+			maxAttempts: entry.attempts,
+			events: entry.events,
+		})),
 	};
 
 	if (raw.tls) {

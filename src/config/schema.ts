@@ -75,6 +75,16 @@ const upstream = z.strictObject({
 	timeout: duration.default(30_000),
 });
 
+const endpoint = z.strictObject({
+	name: z.string().min(1).optional(),
+	url: httpUrl,
+	headers: z.record(z.string(), z.string()).default({}),
+	timeout: duration.default(5000),
+	backoff: duration.default(1000),
+	attempts: z.number().int().min(1).max(100).default(5),
+	events: z.array(z.enum(['push', 'pull', 'delete'])).default(['push', 'pull', 'delete']),
+});
+
 const namespace = z.union([
 	z.strictObject({prefix: z.string(), local: z.literal(true)}),
 	z.strictObject({prefix: z.string(), upstream: z.string().min(1)}),
@@ -103,6 +113,7 @@ export const configSchema = z
 		log: z
 			.strictObject({level: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'silent']).default('info')})
 			.default({level: 'info'}),
+		notifications: z.strictObject({endpoints: z.array(endpoint).default([])}).default({endpoints: []}),
 		upstreams: z.record(z.string().regex(/^[A-Za-z0-9.-]+(?::\d+)?$/, 'not a registry host name'), upstream).default({}),
 		namespaces: z.array(namespace).default([]),
 	})

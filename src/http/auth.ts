@@ -119,3 +119,21 @@ export function authMiddleware(options: AuthOptions) {
 		await next();
 	};
 }
+
+/** Pages for people (the dashboard): a Basic challenge a browser can answer, unless pulls are anonymous. */
+export function browserAuth(options: Pick<AuthOptions, 'htpasswd' | 'anonymousPull'>) {
+	return async (ctx: Context, next: () => Promise<void>): Promise<void> => {
+		const credentials = parseBasic(ctx.get('authorization'));
+		const valid = credentials !== undefined && (await options.htpasswd.verify(credentials.user, credentials.password));
+		if (valid || (options.anonymousPull && !ctx.get('authorization'))) {
+			ctx.state['user'] = valid ? credentials.user : null;
+			await next();
+			return;
+		}
+
+		throw new RegistryError('UNAUTHORIZED', {
+			message: 'log in to see the dashboard',
+			headers: {'WWW-Authenticate': `Basic realm="${SERVICE}", charset="UTF-8"`},
+		});
+	};
+}

@@ -1,6 +1,6 @@
 import {type Context} from 'koa';
 import {parseDigest} from '../v2/grammar.js';
-import {type HandlerDeps, readService, targetOf, writableTargetOf} from './context.js';
+import {type HandlerDeps, notify, readService, targetOf, writableTargetOf} from './context.js';
 import {parseRange} from './range.js';
 
 function digestParam(ctx: Context) {
@@ -26,6 +26,7 @@ export function getBlob(deps: HandlerDeps) {
 		const target = targetOf(ctx, deps);
 		const digest = digestParam(ctx);
 		const blob = await readService(deps, target).getBlob(target, digest);
+		notify(ctx, deps, 'pull', {repository: target.clientName, digest: digest.value, mediaType: 'application/octet-stream', size: blob.size});
 		const range = blob.size === undefined ? undefined : parseRange(ctx.get('range') || undefined, blob.size);
 		ctx.set('Content-Type', 'application/octet-stream');
 		ctx.set('Docker-Content-Digest', digest.value);
@@ -51,7 +52,9 @@ export function getBlob(deps: HandlerDeps) {
 export function deleteBlob(deps: HandlerDeps) {
 	return async (ctx: Context): Promise<void> => {
 		const target = writableTargetOf(ctx, deps);
-		deps.writer.deleteBlob(target, digestParam(ctx));
+		const digest = digestParam(ctx);
+		deps.writer.deleteBlob(target, digest);
+		notify(ctx, deps, 'delete', {repository: target.clientName, digest: digest.value});
 		ctx.status = 202;
 		ctx.body = null;
 		ctx.status = 202;

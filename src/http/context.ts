@@ -7,6 +7,8 @@ import {type LocalTarget, type NamespaceRouter, type Target} from '../namespaces
 import {type ReadService} from '../services.js';
 import {type ProxyService} from '../proxy/service.js';
 import {type MetadataStore} from '../store/metadata.js';
+import {type Metrics} from '../metrics.js';
+import {type EventAction, type EventTarget, type Notifier} from '../notify.js';
 import {RegistryError} from '../v2/errors.js';
 import {parseName} from '../v2/grammar.js';
 
@@ -21,7 +23,23 @@ export type HandlerDeps = {
 	prefix: string;
 	/** Base URL for Location headers (public_url), or '' for relative ones. */
 	publicUrl: string;
+	notifier: Notifier;
+	metrics: Metrics;
 };
+
+/** Sends a webhook event about this request (never waits for it). */
+export function notify(ctx: Context, deps: HandlerDeps, action: EventAction, target: EventTarget): void {
+	if (!deps.notifier.enabled) {
+		return;
+	}
+
+	deps.notifier.emit(
+		action,
+		{...target, url: target.url ?? `${deps.publicUrl || `${ctx.protocol}://${ctx.host}`}${ctx.path}`},
+		{id: String(ctx.state['requestId'] ?? ''), addr: ctx.req.socket.remoteAddress ?? '', host: ctx.host, method: ctx.method, useragent: ctx.get('user-agent')},
+		(ctx.state['user'] as string | null | undefined) ?? null,
+	);
+}
 
 export function params(ctx: Context): Record<string, string> {
 	return (ctx['params'] as Record<string, string> | undefined) ?? {};

@@ -3,7 +3,7 @@ import {MAX_MANIFEST_BYTES} from '../local/push.js';
 import {RegistryError} from '../v2/errors.js';
 import {parseAccept} from '../v2/media-types.js';
 import {parseReference} from '../v2/grammar.js';
-import {type HandlerDeps, location, params, readService, targetOf, writableTargetOf} from './context.js';
+import {type HandlerDeps, location, notify, params, readService, targetOf, writableTargetOf} from './context.js';
 
 export function getManifest(deps: HandlerDeps) {
 	return async (ctx: Context): Promise<void> => {
@@ -20,6 +20,16 @@ export function getManifest(deps: HandlerDeps) {
 
 		ctx.body = manifest.content;
 		ctx.length = manifest.content.length;
+		if (ctx.method === 'GET') {
+			deps.metrics.recordPull(target.clientName);
+			notify(ctx, deps, 'pull', {
+				repository: target.clientName,
+				mediaType: manifest.mediaType,
+				digest: manifest.digest,
+				size: manifest.content.length,
+				...(reference.kind === 'tag' ? {tag: reference.tag} : {}),
+			});
+		}
 	};
 }
 
@@ -59,13 +69,29 @@ export function putManifest(deps: HandlerDeps) {
 
 		ctx.body = null;
 		ctx.status = 201;
+		deps.metrics.recordPush({
+			repository: target.clientName,
+			tag: reference.kind === 'tag' ? reference.tag : undefined,
+			digest: result.digest,
+			user: (ctx.state['user'] as string | null | undefined) ?? null,
+			at: Date.now(),
+		});
+		notify(ctx, deps, 'push', {
+			repository: target.clientName,
+			mediaType: result.mediaType,
+			digest: result.digest,
+			size: content.length,
+			...(reference.kind === 'tag' ? {tag: reference.tag} : {}),
+		});
 	};
 }
 
 export function deleteManifest(deps: HandlerDeps) {
 	return async (ctx: Context): Promise<void> => {
 		const target = writableTargetOf(ctx, deps);
-		deps.writer.deleteManifest(target, parseReference(params(ctx)['reference'] ?? ''));
+		const reference = parseReference(params(ctx)['reference'] ?? '');
+		deps.writer.deleteManifest(target, reference);
+		notify(ctx, deps, 'delete', {repository: target.clientName, ...(reference.kind === 'tag' ? {tag: reference.tag} : {digest: reference.digest.value})});
 		ctx.status = 202;
 		ctx.body = null;
 		ctx.status = 202;

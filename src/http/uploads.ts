@@ -5,7 +5,7 @@ import {type LocalTarget} from '../namespaces.js';
 import {type Target} from '../namespaces.js';
 import {RegistryError} from '../v2/errors.js';
 import {parseDigest, parseName} from '../v2/grammar.js';
-import {type HandlerDeps, location, params, writableTargetOf} from './context.js';
+import {type HandlerDeps, location, notify, params, writableTargetOf} from './context.js';
 
 function parseContentRange(header: string | undefined): ChunkRange | undefined {
 	if (!header) {
@@ -26,7 +26,8 @@ function sessionHeaders(ctx: Context, deps: HandlerDeps, target: LocalTarget, id
 	ctx.set('Docker-Upload-UUID', id);
 }
 
-function blobCreated(ctx: Context, deps: HandlerDeps, target: LocalTarget, digest: string): void {
+function blobCreated(ctx: Context, deps: HandlerDeps, target: LocalTarget, digest: string, size?: number): void {
+	notify(ctx, deps, 'push', {repository: target.clientName, digest, mediaType: 'application/octet-stream', ...(size === undefined ? {} : {size})});
 	ctx.status = 201;
 	ctx.set('Location', location(deps, `${target.clientName}/blobs/${digest}`));
 	ctx.set('Docker-Content-Digest', digest);
@@ -62,8 +63,8 @@ export function startUpload(deps: HandlerDeps) {
 		const digestParam = typeof ctx.query['digest'] === 'string' ? ctx.query['digest'] : undefined;
 		if (digestParam !== undefined) {
 			const digest = parseDigest(digestParam);
-			await deps.uploads.monolithic(target.repo, digest, ctx.req);
-			blobCreated(ctx, deps, target, digest.value);
+			const size = await deps.uploads.monolithic(target.repo, digest, ctx.req);
+			blobCreated(ctx, deps, target, digest.value, size);
 			return;
 		}
 
@@ -108,8 +109,8 @@ export function finishUpload(deps: HandlerDeps) {
 
 		const digest = parseDigest(digestParam);
 		const range = parseContentRange(ctx.get('content-range') || undefined);
-		await deps.uploads.finish(target.repo, params(ctx)['uuid'] ?? '', digest, hasBody(ctx) ? ctx.req : undefined, range);
-		blobCreated(ctx, deps, target, digest.value);
+		const size = await deps.uploads.finish(target.repo, params(ctx)['uuid'] ?? '', digest, hasBody(ctx) ? ctx.req : undefined, range);
+		blobCreated(ctx, deps, target, digest.value, size);
 	};
 }
 

@@ -20,7 +20,7 @@ const PUSHABLE: ReadonlySet<string> = new Set([
 
 type Descriptor = {mediaType: string; digest: Digest; size: number; urls?: unknown; artifactType?: unknown};
 
-export type PutManifestResult = {digest: string; subject?: string};
+export type PutManifestResult = {digest: string; mediaType: string; subject?: string};
 
 function invalid(message: string, detail?: unknown): RegistryError {
 	return new RegistryError('MANIFEST_INVALID', {message, detail});
@@ -160,7 +160,7 @@ export class LocalWriter {
 			this.metadata.putReferrer(repo, subject.digest.value, referrer);
 		}
 
-		return {digest, subject: subject?.digest.value};
+		return {digest, mediaType, subject: subject?.digest.value};
 	}
 
 	deleteManifest(target: LocalTarget, reference: Reference): void {

@@ -26,6 +26,8 @@ const READ_CHUNK = 1024 * 1024;
 export type FillHooks = {
 	/** Called once the size is known, before any byte is written (the quota makes room here). */
 	reserve?: (size: number) => Promise<void>;
+	/** Bytes received from the upstream, per chunk. */
+	onChunk?: (bytes: number) => void;
 };
 
 export type FillState = 'starting' | 'running' | 'done' | 'failed';
@@ -97,6 +99,7 @@ export class Fill extends EventEmitter {
 			const hash = createHash(this.digest.algorithm);
 			for await (const chunk of source.body) {
 				hash.update(chunk);
+				hooks.onChunk?.(chunk.length);
 				await this.temp.append(chunk);
 				if (this.size !== undefined && this.temp.written > this.size) {
 					throw new RegistryError('BLOB_UNKNOWN', {status: 502, message: 'upstream sent more bytes than it announced'});

@@ -20,7 +20,9 @@ export type ProxyBlobDeps = {
 	upstream: (name: string) => UpstreamClient;
 	access: AccessRecorder;
 	now?: () => number;
-	onFill?: (upstream: string, digest: string, outcome: 'started' | 'joined') => void;
+	/** hit (from the store), miss (a fill started), joined (served from a fill in flight). */
+	onResult?: (upstream: string, outcome: 'hit' | 'miss' | 'joined') => void;
+	onFetched?: (upstream: string, bytes: number) => void;
 	/** Makes room under the quota before a fill writes, and trims after it landed. */
 	quota?: {reserve(size: number): Promise<void>; settle(): void};
 };
@@ -113,6 +115,7 @@ export class ProxyBlobs {
 	async get(target: CachedTarget, digest: Digest): Promise<BlobResult> {
 		const local = await this.#local(target, digest);
 		if (local !== undefined) {
+			this.deps.onResult?.(target.upstream.name, 'hit');
 			return {size: local, open: range => this.deps.blobs.createReadStream(digest, range)};
 		}
 
@@ -129,9 +132,12 @@ export class ProxyBlobs {
 				metadata.putBlob(target.repo, {digest: digest.value, size, pushed: false, now: this.#now()});
 				this.deps.quota?.settle();
 			},
-			{reserve: this.deps.quota ? async size => this.deps.quota!.reserve(size) : undefined},
+			{
+				reserve: this.deps.quota ? async size => this.deps.quota!.reserve(size) : undefined,
+				onChunk: this.deps.onFetched ? bytes => this.deps.onFetched!(target.upstream.name, bytes) : undefined,
+			},
 		);
-		this.deps.onFill?.(target.upstream.name, digest.value, started ? 'started' : 'joined');
+		this.deps.onResult?.(target.upstream.name, started ? 'miss' : 'joined');
 		if (!started) {
 			// Another repository's fill: link this one too once the bytes are in.
 			fill.done.then(() => metadata.linkBlob(target.repo, digest.value)).catch(() => undefined);

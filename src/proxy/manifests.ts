@@ -28,7 +28,8 @@ export type ProxyManifestDeps = {
 	access: AccessRecorder;
 	log: Logger;
 	now?: () => number;
-	onStale?: (upstream: string, reason: string) => void;
+	/** hit, miss (fetched), revalidated (HEAD said unchanged), stale (served because the upstream failed). */
+	onResult?: (upstream: string, outcome: 'hit' | 'miss' | 'revalidated' | 'stale') => void;
 };
 
 export class ProxyManifests {
@@ -46,6 +47,7 @@ export class ProxyManifests {
 		const quick = reference.kind === 'digest' ? this.#localByDigest(target, reference.digest) : this.#freshTag(target, reference.tag);
 		if (quick) {
 			this.deps.access.touch('manifest', quick.digest);
+			this.deps.onResult?.(target.upstream.name, 'hit');
 			return {manifest: quick};
 		}
 
@@ -101,6 +103,7 @@ export class ProxyManifests {
 		try {
 			const manifest = await this.#fetch(target, digest.value, digest);
 			this.#store(target, manifest);
+			this.deps.onResult?.(target.upstream.name, 'miss');
 			return {manifest};
 		} catch (error) {
 			// The bytes are immutable and already verified: any repository may have them when the upstream cannot answer.
@@ -129,12 +132,14 @@ export class ProxyManifests {
 				if (current === record.digest) {
 					this.deps.metadata.markTagChecked(target.repo, tag, this.#now());
 					this.deps.access.touch('manifest', cached.digest);
+					this.deps.onResult?.(target.upstream.name, 'revalidated');
 					return {manifest: cached};
 				}
 			}
 
 			const manifest = await this.#fetch(target, tag, undefined);
 			this.#store(target, manifest, tag);
+			this.deps.onResult?.(target.upstream.name, 'miss');
 			return {manifest};
 		} catch (error) {
 			if (cached && isUpstreamFailure(error)) {
@@ -148,7 +153,7 @@ export class ProxyManifests {
 	#stale(target: CachedTarget, manifest: ManifestRecord, error: unknown): ManifestResult {
 		const reason = error instanceof RegistryError ? error.message : String(error);
 		this.deps.log.warn({upstream: target.upstream.name, repository: target.remoteName, digest: manifest.digest, reason}, 'serving stale manifest');
-		this.deps.onStale?.(target.upstream.name, reason);
+		this.deps.onResult?.(target.upstream.name, 'stale');
 		this.deps.access.touch('manifest', manifest.digest);
 		return {manifest, warning: `110 registry-mirror "Response is stale: upstream ${target.upstream.name} failed (${reason})"`};
 	}

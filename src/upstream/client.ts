@@ -22,6 +22,7 @@ export type UpstreamStream = {status: number; headers: IncomingHttpHeaders; body
 export type UpstreamEvents = {
 	onRequest?: (upstream: string, method: string, kind: string, status: number) => void;
 	onWarning?: (message: string, fields: Record<string, unknown>) => void;
+	onError?: (upstream: string) => void;
 };
 
 type TokenResponse = {token?: string; access_token?: string; expires_in?: number};
@@ -131,11 +132,13 @@ export class UpstreamClient {
 			response = await send();
 		} catch (error) {
 			this.breaker.failure();
+			this.#events.onError?.(this.name);
 			throw this.#unreachable(error);
 		}
 
 		if ((response.statusCode ?? 0) >= 500) {
 			this.breaker.failure();
+			this.#events.onError?.(this.name);
 		} else {
 			this.breaker.success();
 		}

@@ -461,3 +461,28 @@ test('referrers: the same referrer pushed twice (by digest and by tag) is listed
 	const body = indexOf(t, await client.get(`/v2/${REPO}/referrers/${subject.digest}`));
 	t.deepEqual(body.manifests.map(entry => entry.digest), [referrer.digest]);
 });
+
+test('referrers: a long list is returned whole, or in pages linked with Link rel="next"', async t => {
+	const {client} = await localRegistry(t);
+	const empty = blob(EMPTY_JSON, MEDIA.ociEmpty);
+	await client.pushBlob(REPO, empty);
+	const subject = {mediaType: MEDIA.ociManifest, digest: unknownDigest(), size: 10};
+	const digests: string[] = [];
+	for (let i = 0; i < 40; i++) {
+		const referrer = ociManifest({config: empty, layers: [], artifactType: TYPE_A, subject, annotations: {[ANNOTATION]: `n${i}`}});
+		await client.pushManifest(REPO, referrer.digest, referrer);
+		digests.push(referrer.digest);
+	}
+
+	// "A Link header MUST be included in the response when the descriptor list cannot be returned in a single manifest.
+	//  Each response is an image index with different descriptors in the manifests field."
+	const seen: string[] = [];
+	let url: string | undefined = client.url(`/v2/${REPO}/referrers/${subject.digest}`);
+	for (let page = 0; url !== undefined && page < 50; page++) {
+		const reply = await client.get(url);
+		seen.push(...indexOf(t, reply).manifests.map(entry => entry.digest));
+		url = nextLink(reply);
+	}
+
+	t.deepEqual([...seen].sort(), [...digests].sort());
+});

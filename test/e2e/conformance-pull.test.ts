@@ -4,7 +4,10 @@
  * in the registry", "Error Codes"; the checks of conformance/01_pull_test.go).
  * Content is pushed into a local namespace first, then pulled back.
  */
+import {createServer} from 'node:http';
 import test, {type ExecutionContext} from 'ava';
+import {startMirror} from '../helpers/mirror.js';
+import {closeServer, listenLocal} from '../helpers/process.js';
 import {
 	EMPTY_JSON,
 	MEDIA,
@@ -13,12 +16,12 @@ import {
 	configBlob,
 	errorCodes,
 	errorsOf,
+	OciClient,
 	localRegistry,
 	ociManifest,
 	randomBlob,
 	sha256,
 	unknownDigest,
-	type OciClient,
 } from '../helpers/oci-client.js';
 
 const REPO = 'private/conformance/a';
@@ -199,4 +202,60 @@ test('a manifest is only served from the repository it was pushed to', async t =
 	const reply = await client.get(`/v2/${other}/manifests/${manifest.digest}`, {accept: MEDIA.ociManifest});
 	t.is(reply.status, 404);
 	t.deepEqual(errorCodes(reply), ['MANIFEST_UNKNOWN']);
+});
+
+// --- Warnings (spec.md "Warnings"), on a pull through a cached namespace ----------------------------------
+
+// SERVER BUG (reported): a stale manifest served while the upstream is down carries
+// `Warning: 110 registry-mirror "Response is stale: ..."`. Spec, Warnings: "If included, Warning headers MUST specify a
+// warn-code of 299 and a warn-agent of -, and MUST NOT specify a warn-date value."
+test.failing('a Warning header on a pull has warn-code 299, warn-agent "-" and no warn-date', async t => {
+	const config = configBlob('stale');
+	const manifest = ociManifest({config, layers: []});
+	const upstream = createServer((request, response) => {
+		if (request.url === '/v2/' || request.url === '/v2') {
+			response.writeHead(200, {'content-type': 'application/json', 'docker-distribution-api-version': 'registry/2.0'});
+			response.end('{}');
+			return;
+		}
+
+		if (request.url?.startsWith('/v2/library/app/manifests/')) {
+			response.writeHead(200, {'content-type': MEDIA.ociManifest, 'docker-content-digest': manifest.digest, 'content-length': String(manifest.size)});
+			response.end(request.method === 'HEAD' ? undefined : manifest.bytes);
+			return;
+		}
+
+		response.writeHead(404, {'content-type': 'application/json'});
+		response.end('{"errors":[{"code":"NOT_FOUND","message":"not here"}]}');
+	});
+	const port = await listenLocal(upstream, 0);
+	const mirror = await startMirror({
+		upstreams: {'docker.io': {url: `http://127.0.0.1:${port}`, tag_ttl: '0s'}},
+		namespaces: [{prefix: 'private/', local: true}, {prefix: '', upstream: 'docker.io'}],
+	});
+	t.teardown(async () => {
+		upstream.closeAllConnections();
+		await closeServer(upstream);
+		await mirror.stop();
+	});
+	const client = new OciClient(mirror.url);
+
+	const fresh = await client.getManifest('library/app', '1', MEDIA.ociManifest);
+	t.is(fresh.status, 200);
+	t.true(fresh.body.equals(manifest.bytes));
+
+	// The upstream goes away; the cached copy is still served, now with a warning.
+	upstream.closeAllConnections();
+	await closeServer(upstream);
+	const stale = await client.getManifest('library/app', '1', MEDIA.ociManifest);
+	t.is(stale.status, 200);
+	t.true(stale.body.equals(manifest.bytes));
+	const warning = stale.headers.get('warning');
+	t.not(warning, null, 'the stale response carries a Warning (this mirror\'s documented behaviour)');
+	for (const value of (warning ?? '').split(/,(?=\s*\d{3}\s)/)) {
+		// warning-value = warn-code SP warn-agent SP warn-text [ SP warn-date ]  (RFC 7234 §5.5)
+		t.regex(value.trim(), /^299 - "(?:[^"\\]|\\.)*"$/, value);
+	}
+
+	t.true(Buffer.byteLength(warning ?? '') <= 4096, '"A registry MUST NOT send more than 4096 bytes of warning data"');
 });

@@ -182,7 +182,7 @@ export class OciClient {
 	async request(method: string, pathOrUrl: string, options: RequestOptions = {}): Promise<Reply> {
 		const init: RequestInit & {duplex?: 'half'} = {method, redirect: 'manual', headers: options.headers ?? {}};
 		if (options.body !== undefined) {
-			init.body = options.body as BodyInit;
+			init.body = options.body as NonNullable<RequestInit['body']>;
 			if (options.body instanceof ReadableStream) {
 				init.duplex = 'half';
 			}

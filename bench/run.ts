@@ -1,0 +1,734 @@
+/**
+ * `npm run bench`: this mirror against the reference registry in proxy mode,
+ * nginx serving the same file statically (the ceiling) and a plain node:http
+ * server (for manifests), all on 127.0.0.1, one table. See issue 8 and
+ * bench/RESULTS.md.
+ *
+ * Environment:
+ *   BENCH_SIZE_MB=1024     size of the big layer (MiB)
+ *   BENCH_RUNS=3           runs per noisy figure (medians; herd runs once)
+ *   BENCH_WAN_MBPS=100     pace of each upstream response (0 = unpaced)
+ *   BENCH_WAN_RTT_MS=20    added per upstream request (twice on a new connection)
+ *   BENCH_WRK_SECONDS=5    duration of each wrk measurement
+ *   BENCH_WRK_CONNECTIONS=8
+ *   BENCH_ONLY=upstream,nginx,node,mirror,ref   run only some targets
+ *   BENCH_SKIP_HERD=1      skip the herds
+ *   BENCH_PROFILE=DIR      run this mirror with --cpu-prof into DIR and summarise the profiles
+ *   BENCH_OUT=FILE         also write the report (markdown) to FILE
+ *   BENCH_PIN=0            do not pin processes to cores
+ */
+import {execFileSync} from 'node:child_process';
+import {readdirSync, rmSync, writeFileSync} from 'node:fs';
+import {mkdir} from 'node:fs/promises';
+import {arch, release, totalmem} from 'node:os';
+import {join} from 'node:path';
+import {performance} from 'node:perf_hooks';
+import {startReferenceRegistry} from '../test/helpers/reference-registry.js';
+import {startTokenServer} from '../test/helpers/token-server.js';
+import {tempDir} from '../test/helpers/process.js';
+import {
+	CLIENT_CORE,
+	SERVER_CORE,
+	childrenOf,
+	cpuCount,
+	fmt,
+	fmtRuns,
+	log,
+	markdownTable,
+	median,
+	pinningEnabled,
+	ratio,
+	repin,
+	RssPoller,
+	sleep,
+} from './lib.js';
+import {download, manyOnce, parallelDownload, wrk, type Download} from './measure.js';
+import {startNginx} from './nginx.js';
+import {formatSummary, summarise} from './profile.js';
+import {seed, tokenFor, type Seeded} from './seed.js';
+import {
+	buildMirror,
+	type MirrorCommand,
+	referenceProxyHas,
+	type RunningServer,
+	startManifestServer,
+	startReferenceProxy,
+	startThisMirror,
+} from './servers.js';
+import {startWan, type Wan} from './wan.js';
+
+// --- settings ------------------------------------------------------------------------------
+
+const env = process.env;
+const num = (name: string, fallback: number): number => {
+	const value = env[name];
+	return value === undefined || value === '' ? fallback : Number(value);
+};
+
+const SIZE = Math.round(num('BENCH_SIZE_MB', 1024) * 1024 * 1024);
+const RUNS = Math.max(1, num('BENCH_RUNS', 3));
+const HERD = 20;
+const SMALL = 200;
+const SMALL_SIZE = 64 * 1024;
+const PARALLEL = 8;
+const WAN_MBPS = num('BENCH_WAN_MBPS', 100);
+const WAN_RTT = num('BENCH_WAN_RTT_MS', 20);
+const WRK_SECONDS = num('BENCH_WRK_SECONDS', 5);
+const WRK_CONNECTIONS = num('BENCH_WRK_CONNECTIONS', 8);
+const ONLY = new Set((env['BENCH_ONLY'] ?? 'upstream,nginx,node,mirror,ref').split(',').map(s => s.trim()));
+const SKIP_HERD = env['BENCH_SKIP_HERD'] === '1';
+const PROFILE_DIR = env['BENCH_PROFILE'];
+const ACCEPT = [
+	'application/vnd.docker.distribution.manifest.v2+json',
+	'application/vnd.docker.distribution.manifest.list.v2+json',
+	'application/vnd.oci.image.manifest.v1+json',
+	'application/vnd.oci.image.index.v1+json',
+].join(', ');
+const MiB = 1024 * 1024;
+
+// --- results -------------------------------------------------------------------------------
+
+type Herd = {upstreamBlobBytes: number; upstreamBlobGets: number; upstreamRequests: number; wallMs: number; medianTtfbMs: number; ok: number; clients: number; peakRssKiB: number; errors: string[]};
+
+type Figures = {
+	coldTtfb: number[];
+	coldTotal: number[];
+	coldUpstreamBytes: number[];
+	coldOk: number;
+	coldRuns: number;
+	warm1: number[];
+	warm8: number[];
+	herd?: Herd;
+	smallCold: number[];
+	smallWarmOnce: number[];
+	smallWarmWrk: number[];
+	smallWarmP99: number[];
+	manifestRps: number[];
+	manifestP99: number[];
+	peakRssKiB: number;
+	problems: string[];
+};
+
+function figures(): Figures {
+	return {
+		coldTtfb: [],
+		coldTotal: [],
+		coldUpstreamBytes: [],
+		coldOk: 0,
+		coldRuns: 0,
+		warm1: [],
+		warm8: [],
+		smallCold: [],
+		smallWarmOnce: [],
+		smallWarmWrk: [],
+		smallWarmP99: [],
+		manifestRps: [],
+		manifestP99: [],
+		peakRssKiB: 0,
+		problems: [],
+	};
+}
+
+const results = {
+	upstream: figures(),
+	mirror: figures(),
+	ref: figures(),
+	nginx: figures(),
+	node: figures(),
+};
+
+function problem(f: Figures, message: string): void {
+	f.problems.push(message);
+	log(`PROBLEM: ${message}`);
+}
+
+// --- cleanup -------------------------------------------------------------------------------
+
+const cleanups: Array<() => Promise<void> | void> = [];
+let cleaned = false;
+async function cleanup(): Promise<void> {
+	if (cleaned) {
+		return;
+	}
+
+	cleaned = true;
+	for (const fn of cleanups.reverse()) {
+		try {
+			await fn();
+		} catch (error) {
+			log(`cleanup: ${error instanceof Error ? error.message : String(error)}`);
+		}
+	}
+}
+
+for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+	process.once(signal, () => {
+		log(`${signal}: stopping`);
+		void cleanup().finally(() => process.exit(130));
+	});
+}
+
+// --- helpers -------------------------------------------------------------------------------
+
+function blobPath(repo: string, digest: string): string {
+	return `/v2/${repo}/blobs/${digest}`;
+}
+
+function manifestPath(repo: string, reference: string): string {
+	return `/v2/${repo}/manifests/${reference}`;
+}
+
+function checkDownload(f: Figures, what: string, d: Download, expected: {bytes: number; digest?: string}): boolean {
+	if (d.error || d.status !== 200 || d.bytes !== expected.bytes || (expected.digest !== undefined && d.sha256 !== expected.digest)) {
+		problem(f, `${what}: status ${d.status}, ${d.bytes} bytes, ${d.sha256 ?? ''} ${d.error ?? ''}`.trim());
+		return false;
+	}
+
+	return true;
+}
+
+async function getOk(url: string, headers: Record<string, string> = {}): Promise<void> {
+	const response = await fetch(url, {headers});
+	await response.arrayBuffer();
+	if (response.status !== 200) {
+		throw new Error(`GET ${url}: HTTP ${response.status}`);
+	}
+}
+
+async function waitUntil(check: () => boolean, timeoutMs: number): Promise<boolean> {
+	const deadline = Date.now() + timeoutMs;
+	while (!check()) {
+		if (Date.now() > deadline) {
+			return false;
+		}
+
+		await sleep(100);
+	}
+
+	return true;
+}
+
+function mbps(d: Download): number {
+	return d.bytes / d.totalMs / 1000;
+}
+
+// --- the phases ----------------------------------------------------------------------------
+
+type Ctx = {seeded: Seeded; wan: Wan; upstream: Awaited<ReturnType<typeof startReferenceRegistry>>; mirrorCommand?: MirrorCommand};
+
+/** Upstream alone: downloads through the same path the mirrors use (cold baseline), then direct (warm). */
+async function measureUpstream(ctx: Ctx): Promise<void> {
+	const f = results.upstream;
+	const {seeded, wan, upstream} = ctx;
+	const big = seeded.big;
+	const bigAuth = {authorization: `Bearer ${await tokenFor(upstream.directUrl, big.repo)}`, accept: ACCEPT};
+	const smallAuth = {authorization: `Bearer ${await tokenFor(upstream.directUrl, seeded.small.repo)}`};
+	const appAuth = {authorization: `Bearer ${await tokenFor(upstream.directUrl, seeded.app.repo)}`, accept: ACCEPT};
+
+	for (let run = 1; run <= RUNS; run++) {
+		log(`upstream: download through the WAN + counting proxy, run ${run}`);
+		wan.reset();
+		const d = await download(`${wan.url}${blobPath(big.repo, big.digest)}`, {headers: bigAuth, prime: `${wan.url}${manifestPath(big.repo, big.tag)}`, hash: true});
+		f.coldRuns++;
+		if (checkDownload(f, 'upstream download', d, {bytes: big.size, digest: big.digest})) {
+			f.coldOk++;
+			f.coldTtfb.push(d.ttfbMs);
+			f.coldTotal.push(d.totalMs);
+			f.coldUpstreamBytes.push(wan.counts.blobBytes);
+		}
+
+		const smallUrls = seeded.small.digests.map(digest => `${wan.url}${blobPath(seeded.small.repo, digest)}`);
+		const many = await manyOnce(smallUrls, PARALLEL, smallAuth);
+		if (many.ok !== SMALL) {
+			problem(f, `upstream small layers: ${many.ok}/${SMALL} ok ${many.errors.join('; ')}`);
+		}
+
+		f.smallCold.push(many.rps);
+	}
+
+	// Warm figures straight from the registry (no proxy), the registry moved to the server core meanwhile.
+	const registryPid = childrenOf(process.pid).find(pid => {
+		try {
+			return execFileSync('cat', [`/proc/${pid}/comm`], {encoding: 'utf8'}).trim() === 'docker-registry';
+		} catch {
+			return false;
+		}
+	});
+	if (registryPid !== undefined) {
+		await repin(registryPid, SERVER_CORE);
+	}
+
+	const poller = new RssPoller(() => (registryPid === undefined ? [] : [registryPid]));
+	try {
+		const direct = upstream.directUrl;
+		for (let run = 1; run <= RUNS; run++) {
+			log(`upstream direct: warm downloads, run ${run}`);
+			const one = await download(`${direct}${blobPath(big.repo, big.digest)}`, {headers: bigAuth});
+			if (checkDownload(f, 'upstream direct warm', one, {bytes: big.size})) {
+				f.warm1.push(mbps(one));
+			}
+
+			const eight = await parallelDownload(`${direct}${blobPath(big.repo, big.digest)}`, PARALLEL, {headers: bigAuth});
+			eight.downloads.forEach(d => checkDownload(f, 'upstream direct warm x8', d, {bytes: big.size}));
+			f.warm8.push(eight.mbps);
+
+			const smallPaths = seeded.small.digests.map(digest => blobPath(seeded.small.repo, digest));
+			f.smallWarmOnce.push((await manyOnce(smallPaths.map(p => `${direct}${p}`), PARALLEL, smallAuth)).rps);
+			const w = await wrk(direct, {headers: smallAuth, seconds: WRK_SECONDS, connections: PARALLEL, paths: smallPaths});
+			if (w.non2xx > 0) {
+				problem(f, `upstream small wrk: ${w.non2xx} non-2xx`);
+			}
+
+			f.smallWarmWrk.push(w.rps);
+			f.smallWarmP99.push(w.p99Ms);
+			const m = await wrk(`${direct}${manifestPath(seeded.app.repo, seeded.app.tag)}`, {headers: appAuth, seconds: WRK_SECONDS, connections: WRK_CONNECTIONS});
+			if (m.non2xx > 0) {
+				problem(f, `upstream manifest wrk: ${m.non2xx} non-2xx`);
+			}
+
+			f.manifestRps.push(m.rps);
+			f.manifestP99.push(m.p99Ms);
+		}
+	} finally {
+		f.peakRssKiB = poller.stop();
+		if (registryPid !== undefined) {
+			await repin(registryPid, CLIENT_CORE);
+		}
+	}
+}
+
+async function measureNginx(ctx: Ctx): Promise<void> {
+	const f = results.nginx;
+	const {seeded} = ctx;
+	const nginx = await startNginx(seeded.root, {core: SERVER_CORE, types: {'/manifest': seeded.app.mediaType}});
+	const poller = new RssPoller(() => nginx.workerPids());
+	try {
+		const bigUrl = `${nginx.url}/big`;
+		const smallPaths = seeded.small.digests.map(digest => `/blobs/${digest.slice('sha256:'.length)}`);
+		for (let run = 1; run <= RUNS; run++) {
+			log(`nginx: run ${run}`);
+			const one = await download(bigUrl);
+			if (checkDownload(f, 'nginx warm', one, {bytes: seeded.big.size})) {
+				f.warm1.push(mbps(one));
+			}
+
+			const eight = await parallelDownload(bigUrl, PARALLEL);
+			eight.downloads.forEach(d => checkDownload(f, 'nginx warm x8', d, {bytes: seeded.big.size}));
+			f.warm8.push(eight.mbps);
+			f.smallWarmOnce.push((await manyOnce(smallPaths.map(p => `${nginx.url}${p}`), PARALLEL)).rps);
+			const w = await wrk(nginx.url, {seconds: WRK_SECONDS, connections: PARALLEL, paths: smallPaths});
+			f.smallWarmWrk.push(w.rps);
+			f.smallWarmP99.push(w.p99Ms);
+			const m = await wrk(`${nginx.url}/manifest`, {seconds: WRK_SECONDS, connections: WRK_CONNECTIONS});
+			f.manifestRps.push(m.rps);
+			f.manifestP99.push(m.p99Ms);
+		}
+
+		if (!SKIP_HERD) {
+			log(`nginx: herd of ${HERD}`);
+			const herdPoller = new RssPoller(() => nginx.workerPids());
+			const herd = await parallelDownload(bigUrl, HERD, {hash: true, nice: 5});
+			f.herd = herdOf(f, herd.downloads, herd.wallMs, seeded, {blobBytes: 0, blobGets: 0, requests: 0}, herdPoller.stop());
+		}
+	} finally {
+		f.peakRssKiB = poller.stop();
+		await nginx.stop();
+	}
+}
+
+function herdOf(
+	f: Figures,
+	downloads: Download[],
+	wallMs: number,
+	seeded: Seeded,
+	upstream: {blobBytes: number; blobGets: number; requests: number},
+	peakRssKiB: number,
+): Herd {
+	const ok = downloads.filter(d => !d.error && d.status === 200 && d.bytes === seeded.big.size && d.sha256 === seeded.big.digest).length;
+	const errors = downloads.filter(d => d.error || d.status !== 200 || d.sha256 !== seeded.big.digest).map(d => `${d.status} ${d.bytes} ${d.error ?? d.sha256 ?? ''}`);
+	if (ok !== downloads.length) {
+		problem(f, `herd: ${ok}/${downloads.length} clients got the right bytes; ${errors.slice(0, 3).join('; ')}`);
+	}
+
+	return {
+		upstreamBlobBytes: upstream.blobBytes,
+		upstreamBlobGets: upstream.blobGets,
+		upstreamRequests: upstream.requests,
+		wallMs,
+		medianTtfbMs: median(downloads.map(d => d.ttfbMs)),
+		ok,
+		clients: downloads.length,
+		peakRssKiB,
+		errors,
+	};
+}
+
+async function measureNodeManifest(ctx: Ctx): Promise<void> {
+	const f = results.node;
+	const server = await startManifestServer(ctx.seeded.app.file, ctx.seeded.app.mediaType, {core: SERVER_CORE});
+	const poller = new RssPoller(() => [server.server.pid]);
+	try {
+		for (let run = 1; run <= RUNS; run++) {
+			log(`node:http manifest server: run ${run}`);
+			const m = await wrk(`${server.url}${manifestPath(ctx.seeded.app.repo, ctx.seeded.app.tag)}`, {headers: {accept: ACCEPT}, seconds: WRK_SECONDS, connections: WRK_CONNECTIONS});
+			f.manifestRps.push(m.rps);
+			f.manifestP99.push(m.p99Ms);
+		}
+	} finally {
+		f.peakRssKiB = poller.stop();
+		await server.stop();
+	}
+}
+
+type Which = 'mirror' | 'ref';
+
+async function startWhich(which: Which, ctx: Ctx, name: string): Promise<RunningServer> {
+	if (which === 'mirror') {
+		return startThisMirror(ctx.mirrorCommand!, ctx.wan.url, {core: SERVER_CORE, profileDir: PROFILE_DIR, profileName: name});
+	}
+
+	return startReferenceProxy(ctx.wan.url, {core: SERVER_CORE});
+}
+
+/** Runs `body` against a fresh instance (empty cache); returns its peak RSS. */
+async function withInstance(which: Which, ctx: Ctx, name: string, body: (server: RunningServer) => Promise<void>): Promise<number> {
+	const server = await startWhich(which, ctx, name);
+	const poller = new RssPoller(() => [server.server.pid]);
+	try {
+		await body(server);
+	} finally {
+		poller.stop();
+		await server.stop();
+	}
+
+	return poller.peakKiB;
+}
+
+async function measureMirror(which: Which, ctx: Ctx): Promise<void> {
+	const f = results[which];
+	const label = which === 'mirror' ? 'this mirror' : 'reference proxy';
+	const {seeded, wan, upstream} = ctx;
+	const big = seeded.big;
+	const accept = {accept: ACCEPT};
+
+	for (let run = 1; run <= RUNS; run++) {
+		log(`${label}: cold + warm 1 GiB, run ${run}`);
+		const rss = await withInstance(which, ctx, `blob-${run}`, async server => {
+			wan.reset();
+			const cold = await download(`${server.url}${blobPath(big.repo, big.digest)}`, {headers: accept, prime: `${server.url}${manifestPath(big.repo, big.tag)}`, hash: true});
+			f.coldRuns++;
+			if (checkDownload(f, `${label} cold`, cold, {bytes: big.size, digest: big.digest})) {
+				f.coldOk++;
+				f.coldTtfb.push(cold.ttfbMs);
+				f.coldTotal.push(cold.totalMs);
+			}
+
+			if (which === 'ref') {
+				// It stores the blob in the background while streaming a second copy to the client.
+				if (!(await waitUntil(() => referenceProxyHas(server.dataDir, big.digest, big.size), 300_000))) {
+					problem(f, 'reference proxy never stored the big blob');
+				}
+			}
+
+			await sleep(200);
+			f.coldUpstreamBytes.push(wan.counts.blobBytes);
+			const bigUrl = `${server.url}${blobPath(big.repo, big.digest)}`;
+			const one = await download(bigUrl);
+			if (checkDownload(f, `${label} warm`, one, {bytes: big.size})) {
+				f.warm1.push(mbps(one));
+			}
+
+			const eight = await parallelDownload(bigUrl, PARALLEL);
+			eight.downloads.forEach(d => checkDownload(f, `${label} warm x8`, d, {bytes: big.size}));
+			f.warm8.push(eight.mbps);
+			if (wan.counts.blobBytes !== f.coldUpstreamBytes.at(-1)) {
+				problem(f, `${label}: warm downloads reached the upstream (${wan.counts.blobBytes - (f.coldUpstreamBytes.at(-1) ?? 0)} more bytes)`);
+			}
+		});
+		f.peakRssKiB = Math.max(f.peakRssKiB, rss);
+
+		log(`${label}: 200 small layers, run ${run}`);
+		const rssSmall = await withInstance(which, ctx, `small-${run}`, async server => {
+			await getOk(`${server.url}${manifestPath(seeded.small.repo, seeded.small.tag)}`, accept);
+			const paths = seeded.small.digests.map(digest => blobPath(seeded.small.repo, digest));
+			const cold = await manyOnce(paths.map(p => `${server.url}${p}`), PARALLEL);
+			if (cold.ok !== SMALL) {
+				problem(f, `${label} small cold: ${cold.ok}/${SMALL} ok ${cold.errors.join('; ')}`);
+			}
+
+			f.smallCold.push(cold.rps);
+			if (which === 'ref') {
+				const stored = await waitUntil(() => seeded.small.digests.every(digest => smallStored(server.dataDir, digest)), 60_000);
+				if (!stored) {
+					problem(f, 'reference proxy did not store every small layer');
+				}
+			}
+
+			const before = wan.counts.blobGets;
+			const warm = await manyOnce(paths.map(p => `${server.url}${p}`), PARALLEL);
+			f.smallWarmOnce.push(warm.rps);
+			const w = await wrk(server.url, {seconds: WRK_SECONDS, connections: PARALLEL, paths});
+			if (w.non2xx > 0 || w.socketErrors !== '') {
+				problem(f, `${label} small wrk: ${w.non2xx} non-2xx ${w.socketErrors}`);
+			}
+
+			f.smallWarmWrk.push(w.rps);
+			f.smallWarmP99.push(w.p99Ms);
+			if (wan.counts.blobGets !== before) {
+				problem(f, `${label}: ${wan.counts.blobGets - before} warm small-layer requests reached the upstream`);
+			}
+		});
+		f.peakRssKiB = Math.max(f.peakRssKiB, rssSmall);
+
+		log(`${label}: manifest by tag within TTL, run ${run}`);
+		const rssManifest = await withInstance(which, ctx, `manifest-${run}`, async server => {
+			const url = `${server.url}${manifestPath(seeded.app.repo, seeded.app.tag)}`;
+			await getOk(url, accept);
+			const before = wan.counts.manifestRequests;
+			const m = await wrk(url, {headers: accept, seconds: WRK_SECONDS, connections: WRK_CONNECTIONS});
+			if (m.non2xx > 0 || m.socketErrors !== '') {
+				problem(f, `${label} manifest wrk: ${m.non2xx} non-2xx ${m.socketErrors}`);
+			}
+
+			f.manifestRps.push(m.rps);
+			f.manifestP99.push(m.p99Ms);
+			if (run === 1) {
+				log(`${label}: ${wan.counts.manifestRequests - before} upstream manifest requests during ${m.requests} manifest GETs`);
+			}
+		});
+		f.peakRssKiB = Math.max(f.peakRssKiB, rssManifest);
+	}
+
+	if (!SKIP_HERD) {
+		log(`${label}: herd of ${HERD} on the uncached blob`);
+		let herdRss = 0;
+		herdRss = await withInstance(which, ctx, 'herd', async server => {
+			await getOk(`${server.url}${manifestPath(big.repo, big.tag)}`, accept);
+			wan.reset();
+			upstream.resetCounts();
+			const herd = await parallelDownload(`${server.url}${blobPath(big.repo, big.digest)}`, HERD, {hash: true, nice: 5});
+			await sleep(200);
+			f.herd = herdOf(
+				f,
+				herd.downloads,
+				herd.wallMs,
+				seeded,
+				{blobBytes: wan.counts.blobBytes, blobGets: upstream.count({method: 'GET', kind: 'blob'}), requests: upstream.requests.length},
+				0,
+			);
+		});
+		if (f.herd) {
+			f.herd.peakRssKiB = herdRss;
+		}
+
+		f.peakRssKiB = Math.max(f.peakRssKiB, herdRss);
+	}
+}
+
+/** The reference proxy keeps blobs under docker/registry/v2/blobs/sha256/xx/HEX/data. */
+function smallStored(dataDir: string, digest: string): boolean {
+	const hex = digest.slice('sha256:'.length);
+	try {
+		return readdirSync(join(dataDir, 'docker', 'registry', 'v2', 'blobs', 'sha256', hex.slice(0, 2), hex)).includes('data');
+	} catch {
+		return false;
+	}
+}
+
+// --- the report ----------------------------------------------------------------------------
+
+type Cell = {values: number[]; digits?: number};
+
+function report(ctx: {wanDescribe: string; mirrorHow: string; seconds: number}): string {
+	const {upstream: up, mirror: mi, ref, nginx: ng, node} = results;
+	const gib = SIZE / (1024 * MiB);
+	const sizeLabel = SIZE === 1024 * MiB ? '1 GiB' : `${fmt(SIZE / MiB)} MiB`;
+	const s = (values: number[]) => values.map(v => v / 1000);
+	const herd = (f: Figures, pick: (h: Herd) => number) => (f.herd ? [pick(f.herd)] : []);
+	const herdText = (f: Figures, pick: (h: Herd) => string) => (f.herd ? pick(f.herd) : 'n/a');
+	const rss = (f: Figures) => (f.peakRssKiB > 0 ? [f.peakRssKiB / 1024] : []);
+
+	type Row = {
+		metric: string;
+		cells: [Cell | string, Cell | string, Cell | string, Cell | string, Cell | string];
+		/** Ratio of this mirror's median to the reference proxy's and to nginx's (or to the yardstick given). */
+		vsRef?: boolean;
+		vsNginx?: boolean;
+		target?: string;
+		met?: boolean | undefined;
+	};
+
+	const m = (values: number[]) => median(values);
+	const c = (values: number[], digits = 0): Cell => ({values, digits});
+	const na = 'n/a';
+
+	const coldTtfbMet = mi.coldTtfb.length && up.coldTtfb.length ? m(mi.coldTtfb) <= m(up.coldTtfb) + 10 : undefined;
+	const coldTotalMet = mi.coldTotal.length && up.coldTotal.length ? m(mi.coldTotal) <= 1.05 * m(up.coldTotal) : undefined;
+	const warm1Met = mi.warm1.length && ng.warm1.length ? m(mi.warm1) >= 0.8 * m(ng.warm1) : undefined;
+	const warm8Met = mi.warm8.length && ng.warm8.length ? m(mi.warm8) >= 0.8 * m(ng.warm8) : undefined;
+	const herdBytesMet = mi.herd ? mi.herd.upstreamBlobBytes === SIZE : undefined;
+	const herdTtfbMet = mi.herd ? mi.herd.medianTtfbMs < 500 : undefined;
+	const herdWallMet = mi.herd && ng.herd ? mi.herd.wallMs <= 1.25 * ng.herd.wallMs : undefined;
+	const herdOkMet = mi.herd ? mi.herd.ok === mi.herd.clients : undefined;
+	const manifestMet = mi.manifestRps.length && node.manifestRps.length ? m(mi.manifestRps) >= 0.7 * m(node.manifestRps) : undefined;
+	const p99Met = mi.manifestP99.length ? m(mi.manifestP99) < 20 : undefined;
+	const smallMet = mi.smallWarmWrk.length && ng.smallWarmWrk.length ? m(mi.smallWarmWrk) >= 0.5 * m(ng.smallWarmWrk) : undefined;
+	const rssMet = mi.herd ? mi.herd.peakRssKiB / 1024 < 200 : undefined;
+
+	const rows: Row[] = [
+		{metric: `cold miss ${sizeLabel}: time to first byte, ms`, cells: [c(up.coldTtfb, 1), c(mi.coldTtfb, 1), c(ref.coldTtfb, 1), na, na], vsRef: true, target: '≤ upstream + 10 ms', met: coldTtfbMet},
+		{metric: `cold miss ${sizeLabel}: total, s`, cells: [c(s(up.coldTotal), 2), c(s(mi.coldTotal), 2), c(s(ref.coldTotal), 2), na, na], vsRef: true, target: '≤ 1.05× upstream', met: coldTotalMet},
+		{metric: 'cold miss: blob bytes fetched from upstream, × blob', cells: [c(up.coldUpstreamBytes.map(b => b / SIZE), 2), c(mi.coldUpstreamBytes.map(b => b / SIZE), 2), c(ref.coldUpstreamBytes.map(b => b / SIZE), 2), na, na], vsRef: true},
+		{metric: 'warm hit, 1 client, MB/s', cells: [c(up.warm1), c(mi.warm1), c(ref.warm1), c(ng.warm1), na], vsRef: true, vsNginx: true, target: '≥ 0.8× nginx', met: warm1Met},
+		{metric: `warm hit, ${PARALLEL} clients, aggregate MB/s`, cells: [c(up.warm8), c(mi.warm8), c(ref.warm8), c(ng.warm8), na], vsRef: true, vsNginx: true, target: '≥ 0.8× nginx', met: warm8Met},
+		{metric: `herd of ${HERD}: blob bytes from upstream, × blob`, cells: [na, c(herd(mi, h => h.upstreamBlobBytes / SIZE), 2), c(herd(ref, h => h.upstreamBlobBytes / SIZE), 2), '0 (static)', na], vsRef: true, target: 'exactly 1×', met: herdBytesMet},
+		{metric: `herd of ${HERD}: upstream blob GETs / all upstream requests`, cells: [na, herdText(mi, h => `${h.upstreamBlobGets} / ${h.upstreamRequests}`), herdText(ref, h => `${h.upstreamBlobGets} / ${h.upstreamRequests}`), na, na]},
+		{metric: `herd of ${HERD}: wall time, s`, cells: [na, c(herd(mi, h => h.wallMs / 1000), 2), c(herd(ref, h => h.wallMs / 1000), 2), c(herd(ng, h => h.wallMs / 1000), 2), na], vsRef: true, vsNginx: true, target: '≤ 1.25× nginx', met: herdWallMet},
+		{metric: `herd of ${HERD}: median time to first byte, ms`, cells: [na, c(herd(mi, h => h.medianTtfbMs), 1), c(herd(ref, h => h.medianTtfbMs), 1), c(herd(ng, h => h.medianTtfbMs), 1), na], vsRef: true, vsNginx: true, target: '< 500 ms', met: herdTtfbMet},
+		{metric: `herd of ${HERD}: clients with the right sha256`, cells: [na, herdText(mi, h => `${h.ok}/${h.clients}`), herdText(ref, h => `${h.ok}/${h.clients}`), herdText(ng, h => `${h.ok}/${h.clients}`), na], target: 'all', met: herdOkMet},
+		{metric: `${SMALL} small layers, ${PARALLEL} parallel, cold (one pass), req/s`, cells: [c(up.smallCold), c(mi.smallCold), c(ref.smallCold), na, na], vsRef: true},
+		{metric: `${SMALL} small layers, ${PARALLEL} parallel, warm (one pass, node client), req/s`, cells: [c(up.smallWarmOnce), c(mi.smallWarmOnce), c(ref.smallWarmOnce), c(ng.smallWarmOnce), na], vsRef: true, vsNginx: true},
+		{metric: `${SMALL} small layers, ${PARALLEL} connections, warm (wrk ${WRK_SECONDS} s), req/s`, cells: [c(up.smallWarmWrk), c(mi.smallWarmWrk), c(ref.smallWarmWrk), c(ng.smallWarmWrk), na], vsRef: true, vsNginx: true, target: '≥ 0.5× nginx', met: smallMet},
+		{metric: 'small layers warm (wrk): p99, ms', cells: [c(up.smallWarmP99, 2), c(mi.smallWarmP99, 2), c(ref.smallWarmP99, 2), c(ng.smallWarmP99, 2), na], vsRef: true, vsNginx: true},
+		{metric: `manifest by tag within TTL (wrk, ${WRK_CONNECTIONS} conns), req/s`, cells: [c(up.manifestRps), c(mi.manifestRps), c(ref.manifestRps), c(ng.manifestRps), c(node.manifestRps)], vsRef: true, vsNginx: true, target: '≥ 0.7× node:http', met: manifestMet},
+		{metric: 'manifest by tag within TTL: p99, ms', cells: [c(up.manifestP99, 2), c(mi.manifestP99, 2), c(ref.manifestP99, 2), c(ng.manifestP99, 2), c(node.manifestP99, 2)], vsRef: true, vsNginx: true, target: '< 20 ms', met: p99Met},
+		{metric: `peak RSS while serving the herd, MiB`, cells: [na, c(herd(mi, h => h.peakRssKiB / 1024)), c(herd(ref, h => h.peakRssKiB / 1024)), c(herd(ng, h => h.peakRssKiB / 1024)), na], vsRef: true, vsNginx: true, target: '< 200 MiB', met: rssMet},
+		{metric: 'peak RSS over all its runs, MiB', cells: [c(rss(up)), c(rss(mi)), c(rss(ref)), c(rss(ng)), c(rss(node))], vsRef: true, vsNginx: true},
+	];
+
+	const text = (cell: Cell | string): string => (typeof cell === 'string' ? cell : fmtRuns(cell.values, cell.digits ?? 0));
+	const med = (cell: Cell | string): number => (typeof cell === 'string' ? Number.NaN : median(cell.values));
+	const manifestRow = (row: Row) => row.metric.startsWith('manifest');
+	const table = markdownTable(
+		['metric', 'upstream (registry)', 'this mirror', 'reference proxy', 'nginx static', 'node:http', 'mirror ÷ ref', 'mirror ÷ nginx (÷ node:http for manifests)', 'target (this mirror)', 'met'],
+		rows.map(row => [
+			row.metric,
+			...row.cells.map(text),
+			row.vsRef ? ratio(med(row.cells[1]), med(row.cells[2])) : '',
+			row.vsNginx ? ratio(med(row.cells[1]), manifestRow(row) ? med(row.cells[4]) : med(row.cells[3])) : '',
+			row.target ?? '',
+			row.met === undefined ? (row.target ? 'n/a' : '') : row.met ? 'yes' : '**no**',
+		]),
+	);
+
+	const pin = pinningEnabled()
+		? `server under test (this mirror, the reference proxy, nginx with 1 worker, the node:http server; the upstream registry only while its own warm figures ran) pinned with \`taskset\` to core ${SERVER_CORE}; everything else (bench process with the counting proxy and the WAN throttle, token server, upstream registry, curl/wrk/node clients) on core ${CLIENT_CORE}; herd clients at nice 5`
+		: 'no pinning (fewer than 2 cores or BENCH_PIN=0)';
+	const problems = Object.entries(results).flatMap(([name, f]) => f.problems.map(p => `- ${name}: ${p}`));
+	return [
+		`## registry-mirror benchmark`,
+		'',
+		`- date: ${new Date().toString()}`,
+		`- machine: ${cpuCount()} cores (${cpuModel()}), ${(totalmem() / 1024 ** 3).toFixed(1)} GiB RAM, Linux ${release()} ${arch()}, node ${process.version}`,
+		`- big layer ${sizeLabel} (${fmt(gib, 2)} GiB), ${SMALL} layers of ${SMALL_SIZE / 1024} KiB; ${RUNS} run(s) per figure: median (min–max); herds ran once`,
+		`- upstream: reference registry (docker-registry ${registryVersion()}) with token auth behind the test helpers' counting proxy (\`url\`), behind a WAN throttle in bench/wan.ts (${ctx.wanDescribe}); both mirrors were configured with the throttle's URL`,
+		`- "upstream" column: cold = a client downloading through that same path (throttle + counting proxy, with a pull token, the manifest fetched first on the same connection); warm and wrk rows = straight from the registry (\`directUrl\`, bearer token)`,
+		`- this mirror: ${ctx.mirrorHow}, log level warn, one fresh process and empty data dir per measurement group (cold+warm blob, small layers, manifests, herd)`,
+		`- reference proxy: \`docker-registry serve\` with \`proxy.remoteurl\` (and blobdescriptor cache inmemory), fresh storage per group`,
+		`- clients: curl (→ /dev/null, or | openssl dgst -sha256 where bytes are checked: cold and herd), wrk -t1, bench/client.ts for one-pass lists`,
+		`- cores: ${pin}`,
+		`- ratios: this mirror's median ÷ the other's median (for times, lower is better; for rates, higher)`,
+		'',
+		table,
+		'',
+		problems.length > 0 ? `Problems seen:\n${problems.join('\n')}` : 'No problems seen (every download had the right status and size; cold and herd downloads had the right sha256).',
+		'',
+		`Run took ${fmt(ctx.seconds / 60, 1)} min.`,
+	].join('\n');
+}
+
+function cpuModel(): string {
+	try {
+		return /model name\s*:\s*(.*)/.exec(execFileSync('cat', ['/proc/cpuinfo'], {encoding: 'utf8'}))?.[1]?.trim() ?? 'unknown CPU';
+	} catch {
+		return 'unknown CPU';
+	}
+}
+
+function registryVersion(): string {
+	try {
+		return execFileSync('docker-registry', ['--version'], {encoding: 'utf8'}).trim().split(/\s+/).at(-1) ?? '?';
+	} catch {
+		return '?';
+	}
+}
+
+// --- main ----------------------------------------------------------------------------------
+
+async function main(): Promise<void> {
+	const began = performance.now();
+	if (pinningEnabled()) {
+		await repin(process.pid, CLIENT_CORE);
+		for (const child of childrenOf(process.pid)) {
+			await repin(child, CLIENT_CORE).catch(() => undefined); // tsx's esbuild service
+		}
+	}
+
+	const ctx = {} as Ctx;
+	let mirrorHow = '';
+	if (ONLY.has('mirror')) {
+		log('building this mirror (tsc)');
+		ctx.mirrorCommand = await buildMirror();
+		cleanups.push(async () => ctx.mirrorCommand?.cleanup());
+		mirrorHow = ctx.mirrorCommand.how;
+	}
+
+	if (PROFILE_DIR) {
+		await mkdir(PROFILE_DIR, {recursive: true});
+	}
+
+	log('starting the token server and the upstream registry');
+	const tokens = await startTokenServer();
+	cleanups.push(async () => tokens.stop());
+	const upstream = await startReferenceRegistry({tokenServer: tokens});
+	cleanups.push(async () => upstream.stop());
+	const wan = await startWan({target: upstream.url, mbps: WAN_MBPS, rttMs: WAN_RTT});
+	cleanups.push(async () => wan.stop());
+	ctx.upstream = upstream;
+	ctx.wan = wan;
+
+	log(`seeding: ${fmt(SIZE / MiB)} MiB layer, ${SMALL} × ${SMALL_SIZE / 1024} KiB layers, a small image`);
+	const root = await tempDir('bench-seed-');
+	cleanups.push(() => rmSync(root, {recursive: true, force: true}));
+	const seedStart = performance.now();
+	ctx.seeded = await seed(upstream.directUrl, root, {bigSize: SIZE, smallLayers: SMALL, smallSize: SMALL_SIZE});
+	log(`seeded in ${fmt((performance.now() - seedStart) / 1000, 1)} s`);
+
+	if (ONLY.has('upstream')) {
+		await measureUpstream(ctx);
+	}
+
+	if (ONLY.has('nginx')) {
+		await measureNginx(ctx);
+	}
+
+	if (ONLY.has('node')) {
+		await measureNodeManifest(ctx);
+	}
+
+	if (ONLY.has('mirror')) {
+		await measureMirror('mirror', ctx);
+	}
+
+	if (ONLY.has('ref')) {
+		await measureMirror('ref', ctx);
+	}
+
+	const out = report({wanDescribe: wan.describe, mirrorHow, seconds: (performance.now() - began) / 1000});
+	let profiles = '';
+	if (PROFILE_DIR) {
+		const files = readdirSync(PROFILE_DIR).filter(file => file.endsWith('.cpuprofile')).sort();
+		profiles = files.map(file => formatSummary(summarise(join(PROFILE_DIR, file), 20), file)).join('\n\n');
+	}
+
+	process.stdout.write(`${out}\n${profiles ? `\n## CPU profiles of this mirror\n\n${profiles}\n` : ''}`);
+	if (env['BENCH_OUT']) {
+		writeFileSync(env['BENCH_OUT'], `${out}\n${profiles ? `\n## CPU profiles of this mirror\n\n${profiles}\n` : ''}`);
+	}
+}
+
+try {
+	await main();
+} finally {
+	await cleanup();
+}

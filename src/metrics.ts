@@ -1,0 +1,163 @@
+/**
+ * Prometheus metrics (prom-client) and the few in-memory facts the
+ * dashboard shows. Counters are fed by hooks in the services; gauges are
+ * read when scraped.
+ */
+import client from 'prom-client';
+
+export type UpstreamHealth = {name: string; url: string; state: string; rateLimitRemaining?: string; offline: boolean};
+
+export type Gauges = {
+	fillsInFlight: () => number;
+	storeBytes: () => {cached: number; pushed: number};
+	maxSize: number | undefined;
+	upstreams: () => UpstreamHealth[];
+};
+
+export type RecentPush = {repository: string; tag?: string; digest: string; user: string | null; at: number};
+
+const MAX_RECENT = 20;
+
+export class Metrics {
+	readonly registry = new client.Registry();
+	readonly requests = new client.Counter({
+		name: 'registry_mirror_http_requests_total',
+		help: 'HTTP requests by route, method and status',
+		labelNames: ['route', 'method', 'status'] as const,
+		registers: [this.registry],
+	});
+
+	readonly cache = new client.Counter({
+		name: 'registry_mirror_cache_requests_total',
+		help: 'Cached-namespace lookups by kind (blob, manifest) and outcome (hit, miss, joined, revalidated, stale)',
+		labelNames: ['kind', 'outcome', 'upstream'] as const,
+		registers: [this.registry],
+	});
+
+	readonly bytesServed = new client.Counter({
+		name: 'registry_mirror_served_bytes_total',
+		help: 'Blob and manifest bytes sent to clients',
+		labelNames: ['kind'] as const,
+		registers: [this.registry],
+	});
+
+	readonly bytesFetched = new client.Counter({
+		name: 'registry_mirror_upstream_fetched_bytes_total',
+		help: 'Blob bytes fetched from each upstream',
+		labelNames: ['upstream'] as const,
+		registers: [this.registry],
+	});
+
+	readonly upstreamRequests = new client.Counter({
+		name: 'registry_mirror_upstream_requests_total',
+		help: 'Requests sent to each upstream by kind and status (0 = no answer)',
+		labelNames: ['upstream', 'kind', 'status'] as const,
+		registers: [this.registry],
+	});
+
+	readonly upstreamErrors = new client.Counter({
+		name: 'registry_mirror_upstream_errors_total',
+		help: 'Upstream requests that failed (unreachable, timeout, 5xx)',
+		labelNames: ['upstream'] as const,
+		registers: [this.registry],
+	});
+
+	readonly upstreamRateLimited = new client.Counter({
+		name: 'registry_mirror_upstream_rate_limited_total',
+		help: 'Upstream answers with status 429',
+		labelNames: ['upstream'] as const,
+		registers: [this.registry],
+	});
+
+	readonly staleServed = new client.Counter({
+		name: 'registry_mirror_stale_served_total',
+		help: 'Manifests served stale because the upstream failed',
+		labelNames: ['upstream'] as const,
+		registers: [this.registry],
+	});
+
+	readonly pulls = new Map<string, number>();
+	readonly recentPushes: RecentPush[] = [];
+	readonly startedAt = Date.now();
+
+	constructor(readonly gauges: Gauges) {
+		const {registry} = this;
+		new client.Gauge({
+			name: 'registry_mirror_fills_in_flight',
+			help: 'Upstream blob downloads running now',
+			registers: [registry],
+			collect() {
+				this.set(gauges.fillsInFlight());
+			},
+		});
+		new client.Gauge({
+			name: 'registry_mirror_store_bytes',
+			help: 'Bytes in the store by kind (cached content is evictable, pushed is not)',
+			labelNames: ['kind'] as const,
+			registers: [registry],
+			collect() {
+				const bytes = gauges.storeBytes();
+				this.set({kind: 'cached'}, bytes.cached);
+				this.set({kind: 'pushed'}, bytes.pushed);
+			},
+		});
+		new client.Gauge({
+			name: 'registry_mirror_store_quota_bytes',
+			help: 'storage.max_size (0 when there is no quota)',
+			registers: [registry],
+			collect() {
+				this.set(gauges.maxSize ?? 0);
+			},
+		});
+		new client.Gauge({
+			name: 'registry_mirror_upstream_ratelimit_remaining',
+			help: 'The last ratelimit-remaining an upstream sent',
+			labelNames: ['upstream'] as const,
+			registers: [registry],
+			collect() {
+				for (const upstream of gauges.upstreams()) {
+					const remaining = Number.parseInt(upstream.rateLimitRemaining ?? '', 10);
+					if (Number.isFinite(remaining)) {
+						this.set({upstream: upstream.name}, remaining);
+					}
+				}
+			},
+		});
+		new client.Gauge({
+			name: 'registry_mirror_upstream_up',
+			help: '1 when the upstream circuit is closed, 0 when it is open or half-open',
+			labelNames: ['upstream'] as const,
+			registers: [registry],
+			collect() {
+				for (const upstream of gauges.upstreams()) {
+					this.set({upstream: upstream.name}, upstream.state === 'closed' ? 1 : 0);
+				}
+			},
+		});
+		client.collectDefaultMetrics({register: registry, prefix: 'registry_mirror_'});
+	}
+
+	recordPull(repository: string): void {
+		this.pulls.set(repository, (this.pulls.get(repository) ?? 0) + 1);
+	}
+
+	recordPush(push: RecentPush): void {
+		this.recentPushes.unshift(push);
+		this.recentPushes.length = Math.min(this.recentPushes.length, MAX_RECENT);
+	}
+
+	topImages(count = 10): Array<{repository: string; pulls: number}> {
+		return [...this.pulls.entries()]
+			.sort((a, b) => b[1] - a[1] || a[0].localeCompare(b[0]))
+			.slice(0, count)
+			.map(([repository, pulls]) => ({repository, pulls}));
+	}
+
+	/** Sums a counter's values, optionally only those whose labels match. */
+	async total(metric: client.Counter, match: Record<string, string> = {}): Promise<number> {
+		const {values} = await metric.get();
+		return values
+			.filter(value => Object.entries(match).every(([key, expected]) => String(value.labels[key]) === expected))
+			.reduce((sum, value) => sum + value.value, 0);
+	}
+}
