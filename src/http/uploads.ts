@@ -14,7 +14,7 @@ function parseContentRange(header: string | undefined): ChunkRange | undefined {
 
 	const match = /^(?:bytes )?(\d+)-(\d+)(?:\/(?:\d+|\*))?$/.exec(header.trim());
 	if (!match || Number(match[2]) < Number(match[1])) {
-		throw new RegistryError('RANGE_INVALID', {status: 416, message: 'malformed Content-Range (expected START-END)', detail: {contentRange: header.slice(0, 100)}});
+		throw new RegistryError('BLOB_UPLOAD_INVALID', {status: 416, message: 'malformed Content-Range (expected START-END)', detail: {contentRange: header.slice(0, 100)}});
 	}
 
 	return {start: Number(match[1]), end: Number(match[2])};

@@ -60,7 +60,7 @@ export class LocalService implements ReadService<LocalTarget> {
 
 	async listTags(target: LocalTarget, page: TagPage): Promise<TagList> {
 		const tags = this.metadata.listTags(target.repo);
-		if (tags.length === 0) {
+		if (tags.length === 0 && !this.metadata.repositoryExists(target.repo)) {
 			throw new RegistryError('NAME_UNKNOWN', {detail: {name: target.clientName}});
 		}
 

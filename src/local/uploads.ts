@@ -65,7 +65,7 @@ export class UploadService {
 	async #append(repo: RepoKey, id: string, body: AsyncIterable<Uint8Array>, range?: ChunkRange): Promise<UploadRecord> {
 		const upload = await this.status(repo, id);
 		if (range && range.start !== upload.size) {
-			throw new RegistryError('RANGE_INVALID', {
+			throw new RegistryError('BLOB_UPLOAD_INVALID', {
 				status: 416,
 				message: `chunk starts at ${range.start} but the upload has ${upload.size} bytes`,
 				headers: {Range: rangeHeader(upload.size), 'Docker-Upload-UUID': id},

@@ -155,7 +155,8 @@ export class ProxyManifests {
 		this.deps.log.warn({upstream: target.upstream.name, repository: target.remoteName, digest: manifest.digest, reason}, 'serving stale manifest');
 		this.deps.onResult?.(target.upstream.name, 'stale');
 		this.deps.access.touch('manifest', manifest.digest);
-		return {manifest, warning: `110 registry-mirror "Response is stale: upstream ${target.upstream.name} failed (${reason})"`};
+		// distribution-spec: warn-code 299, warn-agent "-", no warn-date.
+		return {manifest, warning: `299 - "stale: upstream ${target.upstream.name} failed (${reason.replace(/["\\]/g, "'")}); serving the cached copy"`};
 	}
 
 	/** The digest the upstream has for a tag now, or undefined if it did not say. */

@@ -23,10 +23,24 @@ export function parsePage(query: Record<string, string | string[] | undefined>):
 	return page;
 }
 
+/**
+ * The spec's "lexical order (i.e. case-insensitive alphanumeric order)";
+ * names that differ only in case fall back to code point order.
+ */
+export function lexical(a: string, b: string): number {
+	const left = a.toLowerCase();
+	const right = b.toLowerCase();
+	if (left !== right) {
+		return left < right ? -1 : 1;
+	}
+
+	return a < b ? -1 : a > b ? 1 : 0;
+}
+
 /** Sorted `items` after `last`, at most `n`; `next` is set when more remain. */
 export function paginate(items: readonly string[], page: {n?: number; last?: string}): {tags: string[]; next?: string} {
-	const sorted = [...items].sort();
-	const after = page.last === undefined ? sorted : sorted.filter(item => item > page.last!);
+	const sorted = [...items].sort(lexical);
+	const after = page.last === undefined ? sorted : sorted.filter(item => lexical(item, page.last!) > 0);
 	if (page.n === undefined || after.length <= page.n) {
 		return {tags: after};
 	}

@@ -10,6 +10,7 @@ import {
 	EMPTY_BLOB_DIGEST,
 	EMPTY_JSON,
 	EMPTY_JSON_DIGEST,
+	SPEC_ERROR_CODES,
 	UUID_PATTERN,
 	blob,
 	droppedPatch,
@@ -456,4 +457,44 @@ test('cross-mount: a blob without the from argument should yield a session id (2
 	});
 	t.is(reply.status, 202);
 	t.true(new URL(location(reply)).pathname.startsWith(`/v2/${CROSS}/blobs/uploads/`));
+});
+
+test('the JSON error body of a 416 for an out-of-order chunk uses a code from the spec table', async t => {
+	const {client} = await localRegistry(t);
+	const session = await client.mustStartUpload(REPO);
+	const reply = await client.patchChunk(session, randomBlob(10).bytes, 10);
+	t.is(reply.status, 416);
+	if (reply.body.length > 0) {
+		for (const code of errorCodes(reply)) {
+			t.true(SPEC_ERROR_CODES.includes(code), code);
+		}
+	}
+});
+
+test('uploads to a repository name outside the spec grammar are 400 NAME_INVALID', async t => {
+	const {client} = await localRegistry(t);
+	// "<name> MUST match the following regular expression: [a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*(\/[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*)*"
+	for (const name of ['private/Conformance', 'private/conformance/-a', 'private/conformance/a.', 'private//a', 'private/a___b']) {
+		const reply = await client.startUpload(name);
+		t.is(reply.status, 400, name);
+		t.deepEqual(errorCodes(reply), ['NAME_INVALID'], name);
+	}
+});
+
+test('cross-mount without from of a blob another repository holds: 201 with the blob mounted, or 202 with a session', async t => {
+	const {client} = await localRegistry(t);
+	const entry = randomBlob(700);
+	await client.pushBlob(REPO, entry);
+	const reply = await client.request('POST', withQuery(client.url(`/v2/${CROSS}/blobs/uploads/`), {mount: entry.digest}), {headers: {'content-length': '0'}});
+	// "The registry MAY treat the from parameter as optional, and it MAY cross-mount the blob if it can be found."
+	t.true(reply.status === 201 || reply.status === 202, `status ${reply.status}`);
+	if (reply.status === 201) {
+		t.is(new URL(location(reply)).pathname, `/v2/${CROSS}/blobs/${entry.digest}`);
+		t.deepEqual(await expectBlob(client, CROSS, entry), {status: 200, same: true, digestHeader: entry.digest});
+	} else {
+		const session = location(reply);
+		t.true(new URL(session).pathname.startsWith(`/v2/${CROSS}/blobs/uploads/`), session);
+		t.is((await client.get(`/v2/${CROSS}/blobs/${entry.digest}`)).status, 404, 'a 202 mounted nothing');
+		t.is((await client.finishUpload(session, entry.digest, entry.bytes)).status, 201);
+	}
 });

@@ -369,3 +369,23 @@ function paddedManifest(config: Blob, size: number): Manifest {
 	const result = ociManifest({config, layers: [], annotations: {'org.example.padding': padding}, indent: ''});
 	return result;
 }
+
+test('a tag of 128 characters is accepted; 129 characters or a tag outside the grammar is refused with 400', async t => {
+	const {client} = await localRegistry(t);
+	const {manifest} = await image(client, REPO, 'tag-grammar');
+	// "<reference> as a tag MUST be at most 128 characters in length and MUST match the following regular expression:
+	//  [a-zA-Z0-9_][a-zA-Z0-9._-]{0,127}"
+	const longest = `_${'a'.repeat(126)}Z`;
+	t.is(longest.length, 128);
+	await checkCreated(t, client, await client.putManifest(REPO, longest, manifest), manifest);
+	await checkStored(t, client, REPO, longest, manifest);
+	for (const tag of [`a${'b'.repeat(128)}`, '-leading-dash', '.leading-dot']) {
+		const reply = await client.putManifest(REPO, tag, manifest);
+		t.is(reply.status, 400, tag);
+		// TAG_INVALID is a legacy Docker code the spec says clients may meet ("Legacy Docker support error codes").
+		t.true(['TAG_INVALID', 'MANIFEST_INVALID', 'NAME_INVALID'].includes(errorCodes(reply)[0]!), `${tag}: ${errorCodes(reply).join()}`);
+	}
+
+	const tags = await client.tags(REPO);
+	t.deepEqual((JSON.parse(tags.body.toString()) as {tags: string[]}).tags, [longest]);
+});

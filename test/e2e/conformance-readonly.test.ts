@@ -53,7 +53,7 @@ async function filesUnder(root: string): Promise<string[]> {
 	const entries = await readdir(root, {recursive: true, withFileTypes: true});
 	return entries
 		.filter(entry => entry.isFile())
-		.map(entry => relative(root, join(entry.parentPath, entry.name)))
+		.map(entry => relative(root, join((entry as {parentPath?: string}).parentPath ?? (entry as {path: string}).path, entry.name))) // parentPath: Node >= 20.12
 		.filter(file => !/^mirror\.db(?:-wal|-shm|-journal)?$/.test(file))
 		.sort();
 }

@@ -44,8 +44,9 @@ test('paginate with no page returns everything sorted', t => {
 	t.deepEqual(ITEMS, ['c', 'a', 'e', 'b', 'd'], 'input not mutated');
 });
 
-test('paginate sorts by code unit', t => {
-	t.deepEqual(paginate(['v10', 'V2', 'v2', '1.0', 'latest'], {}), {tags: ['1.0', 'V2', 'latest', 'v10', 'v2']});
+test('paginate sorts case-insensitively, code units breaking ties, and last follows the same order', t => {
+	t.deepEqual(paginate(['v10', 'V2', 'v2', '1.0', 'latest', 'Beta'], {}), {tags: ['1.0', 'Beta', 'latest', 'v10', 'V2', 'v2']});
+	t.deepEqual(paginate(['v10', 'V2', 'v2', '1.0', 'latest', 'Beta'], {last: 'beta', n: 2}), {tags: ['latest', 'v10'], next: 'v10'});
 });
 
 test('next only when more remain', t => {
