@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Installs the Debian packages the end-to-end tests run against, when missing:
-# the reference registry (upstream), skopeo and the Docker engine (clients).
+# the reference registry (upstream), skopeo, the Docker engine, containerd (ctr)
+# and podman (clients), nginx (reverse proxy), openssl (test certificates) and
+# chromium (the dashboard test).
 set -euo pipefail
 
 missing=()
@@ -8,6 +10,10 @@ command -v docker-registry >/dev/null 2>&1 || missing+=(docker-registry)
 command -v skopeo >/dev/null 2>&1 || missing+=(skopeo)
 command -v dockerd >/dev/null 2>&1 || missing+=(docker.io)
 command -v openssl >/dev/null 2>&1 || missing+=(openssl)
+command -v containerd >/dev/null 2>&1 || missing+=(containerd)
+command -v podman >/dev/null 2>&1 || missing+=(podman)
+command -v nginx >/dev/null 2>&1 || missing+=(nginx-light)
+command -v chromium >/dev/null 2>&1 || missing+=(chromium)
 
 if ((${#missing[@]} == 0)); then
 	exit 0
