@@ -4,7 +4,8 @@
  * to a running server.
  */
 import path from 'node:path';
-import {type Config} from '../config/load.js';
+import {existsSync} from 'node:fs';
+import {type Config, ConfigError} from '../config/load.js';
 import {silentLogger} from '../log.js';
 import {FsBlobStore} from '../store/blob-store.js';
 import {Maintenance} from '../store/maintenance.js';
@@ -12,6 +13,10 @@ import {SqliteMetadataStore} from '../store/sqlite.js';
 import {clientName} from '../http/discovery.js';
 
 function open(config: Config) {
+	if (!existsSync(path.join(config.storage.dir, 'mirror.db'))) {
+		throw new ConfigError(`config: storage.dir: no store at ${config.storage.dir} (nothing has been served from it yet)`);
+	}
+
 	const blobs = new FsBlobStore(config.storage.dir);
 	const metadata = new SqliteMetadataStore(path.join(config.storage.dir, 'mirror.db'));
 	const maintenance = new Maintenance(metadata, blobs, undefined, silentLogger(), config.storage.maxSize);

@@ -16,8 +16,8 @@ export class CircuitBreaker {
 
 	constructor(
 		private readonly threshold = 5,
-		private readonly baseCooldownMs = 5000,
-		private readonly maxCooldownMs = 60_000,
+		private readonly baseCooldownMs = 2000,
+		private readonly maxCooldownMs = 30_000,
 		private readonly now: () => number = Date.now,
 	) {
 		this.#cooldownMs = baseCooldownMs;

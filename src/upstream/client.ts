@@ -28,7 +28,15 @@ export type UpstreamEvents = {
 type TokenResponse = {token?: string; access_token?: string; expires_in?: number};
 
 const RETRYABLE_STATUS: ReadonlySet<number> = new Set([502, 503, 504]);
-const MAX_STATUS_RETRIES = 2;
+const MAX_RETRIES = 2;
+const RETRY_DELAY_MS = 200;
+/** Connection failures worth another try; a timeout is not (the upstream is slow, waiting again only doubles it). */
+const RETRYABLE_ERRORS: ReadonlySet<string> = new Set(['ECONNRESET', 'ECONNREFUSED', 'EPIPE', 'EAI_AGAIN', 'ENETUNREACH', 'EHOSTUNREACH']);
+
+function isRetryableConnectionError(error: unknown): boolean {
+	const code = (error as {code?: unknown} | undefined)?.code;
+	return typeof code === 'string' && RETRYABLE_ERRORS.has(code);
+}
 
 const USER_AGENT = 'registry-mirror/0.1 (+pull-through cache)';
 const DEFAULT_TOKEN_TTL_S = 60;
@@ -64,9 +72,10 @@ export class UpstreamClient {
 			},
 			timeout: {connect: 10_000, secureConnect: 10_000, response: config.timeoutMs, socket: config.timeoutMs},
 			retry: {
-				limit: 2,
+				limit: MAX_RETRIES,
 				methods: ['GET', 'HEAD'],
 				statusCodes: [],
+				errorCodes: [...RETRYABLE_ERRORS],
 				calculateDelay: ({attemptCount, computedValue}) => (computedValue === 0 ? 0 : 150 * 2 ** (attemptCount - 1)),
 			},
 		});
@@ -80,23 +89,34 @@ export class UpstreamClient {
 		return `${this.#config.url}${path}`;
 	}
 
-	/** A buffered request (manifests, tags, HEADs) with auth and one retry on 401. */
+	/**
+	 * A buffered request (manifests, tags, HEADs) with auth, one retry on a
+	 * 401, and retries with backoff on 502/503/504 and on connections that
+	 * fail (got retries those itself).
+	 */
 	async request(
 		method: 'GET' | 'HEAD',
 		path: string,
 		options: {scope: string; accept?: string; kind: string; searchParams?: URLSearchParams},
 	): Promise<UpstreamResponse> {
+		this.#gate();
 		let renewed = false;
 		for (let attempt = 0; ; attempt++) {
 			const authorization = await this.#authorization(options.scope);
-			const response = await this.#send(async () =>
-				this.#got(this.url(path), {
+			let response: GotResponse<Buffer>;
+			try {
+				response = await this.#got(this.url(path), {
 					method,
 					searchParams: options.searchParams,
 					headers: {...(options.accept ? {accept: options.accept} : {}), ...(authorization ? {authorization} : {})},
 					responseType: 'buffer',
-				}),
-			);
+				});
+			} catch (error) {
+				this.#events.onRequest?.(this.name, method, options.kind, 0);
+				this.#outcome(false);
+				throw this.#unreachable(error);
+			}
+
 			this.#events.onRequest?.(this.name, method, options.kind, response.statusCode);
 			if (response.statusCode === 401 && !renewed) {
 				renewed = true;
@@ -104,21 +124,19 @@ export class UpstreamClient {
 				continue;
 			}
 
-			if (RETRYABLE_STATUS.has(response.statusCode) && attempt < MAX_STATUS_RETRIES) {
-				await delay(200 * 2 ** attempt);
+			if (RETRYABLE_STATUS.has(response.statusCode) && attempt < MAX_RETRIES) {
+				await delay(RETRY_DELAY_MS * 2 ** attempt);
 				continue;
 			}
 
+			this.#outcome(response.statusCode < 500);
 			this.#checkServerSide(response.statusCode, response.headers);
 			return {status: response.statusCode, headers: response.headers, body: response.body};
 		}
 	}
 
-	/**
-	 * Sends one request through the circuit breaker: refused at once while
-	 * the upstream is known to be down; network errors and 5xx count as failures.
-	 */
-	async #send<T extends {statusCode?: number}>(send: () => Promise<T>): Promise<T> {
+	/** Refuses at once while the circuit is open: the upstream is known to be down. */
+	#gate(): void {
 		if (!this.breaker.allow()) {
 			throw new RegistryError('UNAVAILABLE', {
 				status: 503,
@@ -126,28 +144,26 @@ export class UpstreamClient {
 				detail: {upstream: this.name, circuit: 'open'},
 			});
 		}
-
-		let response: T;
-		try {
-			response = await send();
-		} catch (error) {
-			this.breaker.failure();
-			this.#events.onError?.(this.name);
-			throw this.#unreachable(error);
-		}
-
-		if ((response.statusCode ?? 0) >= 500) {
-			this.breaker.failure();
-			this.#events.onError?.(this.name);
-		} else {
-			this.breaker.success();
-		}
-
-		return response;
 	}
 
-	/** A streamed GET (blobs). The caller consumes or destroys `body`. */
+	/** The outcome of one client-level request (after its retries) feeds the breaker once. */
+	#outcome(ok: boolean): void {
+		if (ok) {
+			this.breaker.success();
+		} else {
+			this.breaker.failure();
+			this.#events.onError?.(this.name);
+		}
+	}
+
+	/**
+	 * A streamed GET (blobs), retried like `request` until the response
+	 * headers arrive; once bytes flow, a failure is the fill's to handle.
+	 * The caller consumes or destroys `body`.
+	 */
 	async stream(path: string, options: {scope: string; kind: string}): Promise<UpstreamStream> {
+		this.#gate();
+		let renewed = false;
 		for (let attempt = 0; ; attempt++) {
 			const authorization = await this.#authorization(options.scope);
 			const request = this.#got.stream(this.url(path), {
@@ -156,31 +172,59 @@ export class UpstreamClient {
 			});
 			let response: http.IncomingMessage;
 			try {
-				response = await this.#send(
-					async () =>
-						new Promise<http.IncomingMessage>((resolve, reject) => {
-							request.once('response', resolve);
-							request.once('error', reject);
-						}),
-				);
+				response = await new Promise<http.IncomingMessage>((resolve, reject) => {
+					request.once('response', resolve);
+					request.once('error', reject);
+				});
 			} catch (error) {
 				request.destroy();
-				throw error;
+				this.#events.onRequest?.(this.name, 'GET', options.kind, 0);
+				if (attempt < MAX_RETRIES && isRetryableConnectionError(error)) {
+					await delay(RETRY_DELAY_MS * 2 ** attempt);
+					continue;
+				}
+
+				this.#outcome(false);
+				throw this.#unreachable(error);
 			}
 
-			this.#events.onRequest?.(this.name, 'GET', options.kind, response.statusCode ?? 0);
-			if (response.statusCode === 401 && attempt === 0) {
+			const status = response.statusCode ?? 502;
+			this.#events.onRequest?.(this.name, 'GET', options.kind, status);
+			if (status === 401 && !renewed) {
+				renewed = true;
 				request.destroy();
 				this.#renewChallenge(response.headers, options.scope);
 				continue;
 			}
 
-			if (response.statusCode !== 200) {
+			if (RETRYABLE_STATUS.has(status) && attempt < MAX_RETRIES) {
 				request.destroy();
-				this.#checkServerSide(response.statusCode ?? 502, response.headers);
+				await delay(RETRY_DELAY_MS * 2 ** attempt);
+				continue;
 			}
 
-			return {status: response.statusCode ?? 502, headers: response.headers, body: request};
+			this.#outcome(status < 500);
+			if (status !== 200) {
+				request.destroy();
+				this.#checkServerSide(status, response.headers);
+			}
+
+			return {status, headers: response.headers, body: request};
+		}
+	}
+
+	/** GET for the ping and the token realm, inside a request that passed the gate: failures feed the breaker. */
+	async #plain(url: string, options: {searchParams?: URLSearchParams; headers?: Record<string, string>}): Promise<GotResponse<Buffer>> {
+		try {
+			const response = await this.#got(url, {...options, responseType: 'buffer'});
+			if (response.statusCode >= 500) {
+				this.#outcome(false);
+			}
+
+			return response;
+		} catch (error) {
+			this.#outcome(false);
+			throw this.#unreachable(error);
 		}
 	}
 
@@ -251,7 +295,7 @@ export class UpstreamClient {
 		this.#pinging ??= (async () => {
 			let response: GotResponse<Buffer>;
 			try {
-				response = await this.#send(async () => this.#got(this.url('/v2/'), {responseType: 'buffer'}));
+				response = await this.#plain(this.url('/v2/'), {});
 			} finally {
 				this.#pinging = undefined;
 			}
@@ -312,7 +356,7 @@ export class UpstreamClient {
 			}
 		}
 
-		const response = await this.#send(async () => this.#got(realm, {searchParams, headers, responseType: 'buffer'}));
+		const response = await this.#plain(realm, {searchParams, headers});
 
 		this.#events.onRequest?.(this.name, 'GET', 'token', response.statusCode);
 		if (response.statusCode !== 200) {

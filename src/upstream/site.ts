@@ -1,21 +1,17 @@
 /**
  * Where credentials may go: the upstream's own host, or a token realm on the
- * same registrable domain (auth.docker.io for registry-1.docker.io). The
- * "registrable domain" here is the last two labels, which is right for the
- * registries people mirror (docker.io, ghcr.io, quay.io, gcr.io, k8s.io) and
- * keeps three labels under country-code second levels like co.uk.
+ * same registrable domain (auth.docker.io for registry-1.docker.io), over the
+ * same scheme. The registrable domain comes from the Public Suffix List
+ * (tldts, private suffixes included, so a.github.io and b.github.io differ).
+ * Registries that give each tenant a subdomain of one domain and keep the
+ * token realm on that subdomain are matched by exact host only.
  */
-const SECOND_LEVEL = new Set(['co', 'com', 'net', 'org', 'ac', 'gov', 'edu', 'ne', 'or']);
+import {getDomain} from 'tldts';
+
+const TENANT_SUFFIXES = ['azurecr.io', 'pkg.dev', 'amazonaws.com', 'ocir.io', 'jfrog.io'];
 
 export function registrableDomain(hostname: string): string {
-	if (/^[\d.]+$/.test(hostname) || hostname.includes(':')) {
-		return hostname; // IP addresses: exact match only
-	}
-
-	const labels = hostname.split('.');
-	// example.co.uk, example.com.au: country code domains with a generic second level keep three labels.
-	const keep = labels.length >= 3 && labels.at(-1)!.length === 2 && SECOND_LEVEL.has(labels.at(-2)!) ? 3 : 2;
-	return labels.slice(-keep).join('.');
+	return getDomain(hostname, {allowPrivateDomains: true}) ?? hostname;
 }
 
 export function sameSite(a: string, b: string): boolean {
@@ -25,5 +21,16 @@ export function sameSite(a: string, b: string): boolean {
 		return false; // never move credentials between cleartext and TLS
 	}
 
-	return registrableDomain(left.hostname.toLowerCase()) === registrableDomain(right.hostname.toLowerCase());
+	const leftHost = left.hostname.toLowerCase();
+	const rightHost = right.hostname.toLowerCase();
+	if (leftHost === rightHost) {
+		return true;
+	}
+
+	if (TENANT_SUFFIXES.some(suffix => leftHost.endsWith(`.${suffix}`) || rightHost.endsWith(`.${suffix}`))) {
+		return false;
+	}
+
+	const leftDomain = getDomain(leftHost, {allowPrivateDomains: true});
+	return leftDomain !== null && leftDomain === getDomain(rightHost, {allowPrivateDomains: true});
 }

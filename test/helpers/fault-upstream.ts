@@ -16,16 +16,26 @@ import {setTimeout as sleep} from 'node:timers/promises';
 import {closeServer, listenLocal} from './process.js';
 
 export type Fault =
+	/**
+	 * Body faults take `chunked: true` to send no Content-Length (chunked
+	 * encoding): then the client cannot know the size in advance.
+	 */
 	/** Headers with the full Content-Length, `afterBytes` of the body (default half), then a TCP reset. */
-	| {kind: 'reset'; afterBytes?: number; delayMs?: number}
+	| {kind: 'reset'; afterBytes?: number; delayMs?: number; chunked?: boolean}
 	/** The announced length, different content: a digest mismatch. */
-	| {kind: 'wrong-bytes'}
-	/** Content-Length says more than is sent: `bytes` (default half), then the socket ends cleanly (FIN). */
-	| {kind: 'short'; bytes?: number}
+	| {kind: 'wrong-bytes'; chunked?: boolean}
+	/**
+	 * Content-Length says more than is sent: `bytes` (default half), then the
+	 * socket ends cleanly (FIN). With `chunked`, the response even ends properly
+	 * (terminating chunk): a truncation HTTP framing cannot reveal.
+	 */
+	| {kind: 'short'; bytes?: number; chunked?: boolean}
 	/** The right bytes in `chunkSize` pieces (default 4 KiB) with `delayMs` (default 50) between them. */
-	| {kind: 'slow'; chunkSize?: number; delayMs?: number}
+	| {kind: 'slow'; chunkSize?: number; delayMs?: number; chunked?: boolean}
 	/** Headers and `afterBytes` (default half), then silence until the client gives up. */
-	| {kind: 'stall'; afterBytes?: number}
+	| {kind: 'stall'; afterBytes?: number; chunked?: boolean}
+	/** The right bytes without a Content-Length. */
+	| {kind: 'chunked'}
 	/** An error status (5xx usually) with a V2 JSON body. */
 	| {kind: 'status'; status: number}
 	/** 429 with Retry-After and Docker Hub's ratelimit-* headers. */
@@ -33,7 +43,9 @@ export type Fault =
 	/** Blob GETs answer 307 to the CDN server (another port) which serves the bytes. */
 	| {kind: 'redirect'}
 	/** Never answers (the connection stays open until the client or stop() closes it). */
-	| {kind: 'hang'};
+	| {kind: 'hang'}
+	/** Resets the connection before any response byte. */
+	| {kind: 'drop'};
 
 export type FaultMatch = string | RegExp | ((request: {method: string; path: string}) => boolean);
 
@@ -44,16 +56,28 @@ export type FaultOptions = {
 	times?: number;
 };
 
-export type RecordedRequest = {method: string; path: string; authorization?: string; at: number};
+export type RecordedRequest = {
+	method: string;
+	path: string;
+	authorization?: string;
+	/** When it arrived, and when its response was complete (unset while hanging or when cut). */
+	at: number;
+	finishedAt?: number;
+	/** The status sent (unset when no response was started). */
+	status?: number;
+};
 
 export type RequestKind = 'ping' | 'manifest' | 'blob' | 'tags' | 'token' | 'cdn';
 
 export type CountFilter = {method?: string; path?: string; pathIncludes?: string; kind?: RequestKind};
 
 export type FaultUpstreamOptions = {
-	/** Bearer token auth (default true). Without it every request is served anonymously. */
-	auth?: boolean;
-	/** When set, the token endpoint requires these Basic credentials (401 otherwise). */
+	/**
+	 * Bearer token auth through the token endpoint (true or 'bearer', the default),
+	 * Basic auth on every request ('basic', needs `credentials`), or none (false).
+	 */
+	auth?: boolean | 'bearer' | 'basic';
+	/** When set, the token endpoint (or, with auth 'basic', the registry) requires these Basic credentials. */
 	credentials?: {username: string; password: string};
 	/** expires_in announced by the token endpoint, seconds (default 300). */
 	tokenExpiresIn?: number;
@@ -95,14 +119,19 @@ export type FaultUpstream = {
 	setFault(match: FaultMatch, fault: Fault, options?: FaultOptions): () => void;
 	clearFault(match: FaultMatch): void;
 	clearFaults(): void;
-	/** Makes the token endpoint answer `status` (500 ...); null restores it. */
-	setTokenFault(status: number | null): void;
+	/**
+	 * Makes the token endpoint fail: answer `status` (500 ...), send a 200 that is
+	 * not JSON ('invalid-json') or JSON without a token ('no-token'); null restores it.
+	 */
+	setTokenFault(fault: TokenFault | null): void;
 	/** Stops listening (connections are refused) and drops every open connection. */
 	refuse(): Promise<void>;
 	/** Listens again on the same port. */
 	accept(): Promise<void>;
 	stop(): Promise<void>;
 };
+
+export type TokenFault = number | 'invalid-json' | 'no-token';
 
 type Rule = {match: FaultMatch; fault: Fault; methods?: string[]; remaining?: number};
 
@@ -187,7 +216,14 @@ async function write(res: ServerResponse, chunk: Buffer): Promise<void> {
 }
 
 export async function startFaultUpstream(options: FaultUpstreamOptions = {}): Promise<FaultUpstream> {
-	const auth = options.auth ?? true;
+	const auth = options.auth === undefined || options.auth === true ? 'bearer' : options.auth;
+	if (auth === 'basic' && !options.credentials) {
+		throw new Error('startFaultUpstream: auth "basic" needs credentials');
+	}
+
+	const basicExpected = options.credentials
+		? `Basic ${Buffer.from(`${options.credentials.username}:${options.credentials.password}`).toString('base64')}`
+		: '';
 	const expiresIn = options.tokenExpiresIn ?? 300;
 	const validMs = options.tokenValidMs ?? expiresIn * 1000;
 	const host = options.host ?? '127.0.0.1';
@@ -200,7 +236,7 @@ export async function startFaultUpstream(options: FaultUpstreamOptions = {}): Pr
 	const tokenRequests: RecordedRequest[] = [];
 	const cdnRequests: RecordedRequest[] = [];
 	let rules: Rule[] = [];
-	let tokenFault: number | null = null;
+	let tokenFault: TokenFault | null = null;
 	const hung = new Set<ServerResponse>();
 
 	let port = 0;
@@ -210,12 +246,20 @@ export async function startFaultUpstream(options: FaultUpstreamOptions = {}): Pr
 	const realmUrl = (): string =>
 		separateRealm ? `http://${options.realmHost ?? '127.0.0.1'}:${tokenPort}/token` : `http://${host}:${port}/token`;
 
-	function record(list: RecordedRequest[], req: IncomingMessage): RecordedRequest {
+	function record(list: RecordedRequest[], req: IncomingMessage, res: ServerResponse): RecordedRequest {
 		const entry: RecordedRequest = {method: req.method ?? 'GET', path: req.url ?? '/', at: Date.now()};
 		if (req.headers.authorization !== undefined) {
 			entry.authorization = req.headers.authorization;
 		}
 
+		res.once('finish', () => {
+			entry.finishedAt = Date.now();
+		});
+		res.once('close', () => {
+			if (res.headersSent) {
+				entry.status = res.statusCode;
+			}
+		});
 		list.push(entry);
 		return entry;
 	}
@@ -247,6 +291,11 @@ export async function startFaultUpstream(options: FaultUpstreamOptions = {}): Pr
 				return true;
 			}
 
+			case 'drop': {
+				(req.socket as Socket).resetAndDestroy();
+				return true;
+			}
+
 			case 'status': {
 				v2Error(res, fault.status, fault.status === 503 ? 'UNAVAILABLE' : 'UNKNOWN', {}, head);
 				return true;
@@ -274,6 +323,11 @@ export async function startFaultUpstream(options: FaultUpstreamOptions = {}): Pr
 	}
 
 	function challenge(res: ServerResponse, scope: string | undefined, head: boolean): void {
+		if (auth === 'basic') {
+			v2Error(res, 401, 'UNAUTHORIZED', {'www-authenticate': `Basic realm="${SERVICE}"`}, head);
+			return;
+		}
+
 		const params = [`realm="${realmUrl()}"`, `service="${SERVICE}"`];
 		if (scope !== undefined) {
 			params.push(`scope="${scope}"`);
@@ -283,11 +337,15 @@ export async function startFaultUpstream(options: FaultUpstreamOptions = {}): Pr
 	}
 
 	function authorized(req: IncomingMessage, repo: string | undefined): boolean {
-		if (!auth) {
+		if (auth === false) {
 			return true;
 		}
 
 		const header = req.headers.authorization ?? '';
+		if (auth === 'basic') {
+			return header === basicExpected;
+		}
+
 		if (!/^bearer /i.test(header)) {
 			return false;
 		}
@@ -303,7 +361,8 @@ export async function startFaultUpstream(options: FaultUpstreamOptions = {}): Pr
 	async function sendBody(req: IncomingMessage, res: ServerResponse, bytes: Buffer, headers: Record<string, string>, fault: Fault | undefined): Promise<void> {
 		const head = req.method === 'HEAD';
 		const body = fault?.kind === 'wrong-bytes' ? Buffer.from(bytes.map((byte) => byte ^ 0xff)) : bytes;
-		res.writeHead(200, {...headers, 'content-length': String(bytes.length)});
+		const chunked = fault !== undefined && (fault.kind === 'chunked' || ('chunked' in fault && fault.chunked === true));
+		res.writeHead(200, chunked ? headers : {...headers, 'content-length': String(bytes.length)});
 		if (head) {
 			res.end();
 			return;
@@ -321,7 +380,12 @@ export async function startFaultUpstream(options: FaultUpstreamOptions = {}): Pr
 			case 'short': {
 				await write(res, body.subarray(0, fault.bytes ?? half));
 				await sleep(20);
-				(res.socket as Socket | null)?.end();
+				if (chunked) {
+					res.end(); // a well-formed, complete-looking chunked response
+				} else {
+					(res.socket as Socket | null)?.end();
+				}
+
 				return;
 			}
 
@@ -363,22 +427,26 @@ export async function startFaultUpstream(options: FaultUpstreamOptions = {}): Pr
 	}
 
 	function handleToken(req: IncomingMessage, res: ServerResponse): void {
-		record(tokenRequests, req);
+		record(tokenRequests, req, res);
 		const fault = faultFor(req.method ?? 'GET', req.url ?? '/');
 		if (fault && answerFault(fault, req, res)) {
 			return;
 		}
 
-		if (tokenFault !== null) {
+		if (typeof tokenFault === 'number') {
 			res.writeHead(tokenFault, {'content-type': 'text/plain'});
 			res.end('token endpoint failure (scripted)');
 			return;
 		}
 
+		if (tokenFault !== null) {
+			res.writeHead(200, {'content-type': 'application/json'});
+			res.end(tokenFault === 'invalid-json' ? '<html>maintenance</html>' : JSON.stringify({expires_in: 300}));
+			return;
+		}
+
 		if (options.credentials) {
-			const header = req.headers.authorization ?? '';
-			const expected = `Basic ${Buffer.from(`${options.credentials.username}:${options.credentials.password}`).toString('base64')}`;
-			if (header !== expected) {
+			if ((req.headers.authorization ?? '') !== basicExpected) {
 				res.writeHead(401, {'content-type': 'application/json', 'www-authenticate': `Basic realm="${SERVICE}"`});
 				res.end(JSON.stringify({details: 'incorrect username or password'}));
 				return;
@@ -402,7 +470,7 @@ export async function startFaultUpstream(options: FaultUpstreamOptions = {}): Pr
 			return;
 		}
 
-		record(requests, req);
+		record(requests, req, res);
 		const fault = faultFor(method, path);
 		if (fault && answerFault(fault, req, res)) {
 			return;
@@ -478,7 +546,7 @@ export async function startFaultUpstream(options: FaultUpstreamOptions = {}): Pr
 	}
 
 	function handleCdn(req: IncomingMessage, res: ServerResponse): void {
-		record(cdnRequests, req);
+		record(cdnRequests, req, res);
 		const pathname = (req.url ?? '/').split('?')[0] ?? '';
 		const digest = pathname.startsWith('/cdn/') ? decodeURIComponent(pathname.slice(5)) : '';
 		const bytes = allBlobs.get(digest);
@@ -608,8 +676,8 @@ export async function startFaultUpstream(options: FaultUpstreamOptions = {}): Pr
 			rules = [];
 			releaseHung();
 		},
-		setTokenFault(status) {
-			tokenFault = status;
+		setTokenFault(fault) {
+			tokenFault = fault;
 		},
 		async refuse() {
 			releaseHung();

@@ -63,3 +63,10 @@ test('a cleartext realm for an https upstream is not the same site (argument ord
 test('hosts under a two-label public suffix are not all one site', t => {
 	t.false(sameSite('https://evil.co.uk/token', 'https://registry.example.co.uk'));
 });
+
+test('tenants of a shared registry domain or a private suffix are different sites', t => {
+	t.false(sameSite('https://a.github.io/token', 'https://b.github.io'));
+	t.false(sameSite('https://other.azurecr.io/oauth2/token', 'https://myreg.azurecr.io'));
+	t.true(sameSite('https://myreg.azurecr.io/oauth2/token', 'https://myreg.azurecr.io'));
+	t.false(sameSite('https://evil-docker.pkg.dev/token', 'https://europe-docker.pkg.dev'));
+});
