@@ -3,7 +3,8 @@
  * pinned to a core), /proc polling for RSS, HTTP waits, statistics, tables.
  */
 import {type ChildProcess, spawn} from 'node:child_process';
-import {readFileSync} from 'node:fs';
+import {readdirSync, readFileSync} from 'node:fs';
+import {performance} from 'node:perf_hooks';
 import {setTimeout as sleep} from 'node:timers/promises';
 import {appendCapped, findExecutable, stopChild, tail, trackChild} from '../test/helpers/process.js';
 
@@ -212,4 +213,97 @@ export function markdownTable(header: string[], rows: string[][]): string {
 
 export function log(message: string): void {
 	process.stderr.write(`[bench ${new Date().toISOString().slice(11, 19)}] ${message}\n`);
+}
+
+// --- other load on the machine --------------------------------------------------------------
+
+const CLOCK_TICKS = 100; // USER_HZ on Linux
+
+/** user+nice+system and steal jiffies of the whole machine. */
+function machineTicks(): {busy: number; steal: number} {
+	const fields = (/^cpu\s+(.*)$/m.exec(readFileSync('/proc/stat', 'utf8'))?.[1] ?? '').trim().split(/\s+/).map(Number);
+	return {busy: (fields[0] ?? 0) + (fields[1] ?? 0) + (fields[2] ?? 0), steal: fields[7] ?? 0};
+}
+
+/** CPU jiffies of this process and every live descendant (reaped ones are in their parents' cutime/cstime). */
+function treeTicks(root: number): number {
+	let total = 0;
+	const stack = [root];
+	const seen = new Set<number>();
+	while (stack.length > 0) {
+		const pid = stack.pop()!;
+		if (seen.has(pid)) {
+			continue;
+		}
+
+		seen.add(pid);
+		try {
+			const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+			const rest = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+			// fields after the comm: state(0) ppid(1) ... utime(11) stime(12) cutime(13) cstime(14)
+			total += Number(rest[11]) + Number(rest[12]) + Number(rest[13]) + Number(rest[14]);
+		} catch {
+			continue;
+		}
+
+		for (const task of safeReaddir(`/proc/${pid}/task`)) {
+			stack.push(...childrenOfTask(pid, Number(task)));
+		}
+	}
+
+	return total;
+}
+
+function safeReaddir(dir: string): string[] {
+	try {
+		return readdirSync(dir);
+	} catch {
+		return [];
+	}
+}
+
+function childrenOfTask(pid: number, tid: number): number[] {
+	try {
+		return readFileSync(`/proc/${pid}/task/${tid}/children`, 'utf8').trim().split(/\s+/).filter(Boolean).map(Number);
+	} catch {
+		return [];
+	}
+}
+
+/** CPU used on this machine by processes outside the benchmark's tree, in cores (1.0 = one core busy), over a window. */
+export class ForeignLoad {
+	#machine = machineTicks();
+	#ours = treeTicks(process.pid);
+	#at = performance.now();
+
+	/** Cores of foreign CPU (and of steal) since the last call. */
+	take(): {foreign: number; steal: number; seconds: number} {
+		const machine = machineTicks();
+		const ours = treeTicks(process.pid);
+		const now = performance.now();
+		const seconds = (now - this.#at) / 1000;
+		const foreignTicks = Math.max(0, machine.busy - this.#machine.busy - (ours - this.#ours));
+		const stealTicks = machine.steal - this.#machine.steal;
+		this.#machine = machine;
+		this.#ours = ours;
+		this.#at = now;
+		return {foreign: seconds > 0 ? foreignTicks / CLOCK_TICKS / seconds : 0, steal: seconds > 0 ? stealTicks / CLOCK_TICKS / seconds : 0, seconds};
+	}
+}
+
+/**
+ * Waits (up to `maxWaitMs`) until processes outside the benchmark use less
+ * than `threshold` of a core over a 0.5 s window. Returns the last load seen.
+ */
+export async function waitQuiet(threshold = 0.1, maxWaitMs = 120_000): Promise<{foreign: number; waitedMs: number}> {
+	const started = performance.now();
+	for (;;) {
+		const probe = new ForeignLoad();
+		await sleep(500);
+		const {foreign} = probe.take();
+		const waitedMs = performance.now() - started;
+		if (foreign < threshold || waitedMs > maxWaitMs) {
+			return {foreign, waitedMs};
+		}
+	}
 }

@@ -60,9 +60,11 @@ function curlCommand(url: string, opts: {headers?: Headers; prime?: string; hash
 		...(opts.prime ? ['-o', '/dev/null', opts.prime] : []),
 		'-o', opts.hash ? '-' : '/dev/null', url,
 	];
-	const script = `set -o pipefail; ${curl.map(shellQuote).join(' ')}${opts.hash ? ' | openssl dgst -sha256 -r' : ''}`;
 	const nice = opts.nice ? ['nice', '-n', String(opts.nice)] : [];
-	const [cmd, args] = pinned(CLIENT_CORE, 'bash', ['-c', script]);
+	// Without hashing, curl itself (no shell in between); with it, curl | openssl dgst.
+	const [cmd, args] = opts.hash
+		? pinned(CLIENT_CORE, 'bash', ['-c', `set -o pipefail; ${curl.map(shellQuote).join(' ')} | openssl dgst -sha256 -r`])
+		: pinned(CLIENT_CORE, curl[0]!, curl.slice(1));
 	return nice.length > 0 ? [nice[0]!, [...nice.slice(1), cmd, ...args]] : [cmd, args];
 }
 

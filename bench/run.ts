@@ -1,7 +1,7 @@
 /**
  * `npm run bench`: this mirror against the reference registry in proxy mode,
  * nginx serving the same file statically (the ceiling) and a plain node:http
- * server (for manifests), all on 127.0.0.1, one table. See issue 8 and
+ * server (the same file, layers and manifest), all on 127.0.0.1, one table. See issue 8 and
  * bench/RESULTS.md.
  *
  * Environment:
@@ -9,23 +9,28 @@
  *   BENCH_RUNS=3           runs per noisy figure (medians; herd runs once)
  *   BENCH_WAN_MBPS=100     pace of each upstream response (0 = unpaced)
  *   BENCH_WAN_RTT_MS=20    added per upstream request (twice on a new connection)
- *   BENCH_WRK_SECONDS=5    duration of each wrk measurement
+ *   BENCH_WRK_SECONDS=3    duration of each wrk measurement
  *   BENCH_WRK_CONNECTIONS=8
  *   BENCH_ONLY=upstream,nginx,node,mirror,ref   run only some targets
  *   BENCH_SKIP_HERD=1      skip the herds
  *   BENCH_PROFILE=DIR      run this mirror with --cpu-prof into DIR and summarise the profiles
  *   BENCH_OUT=FILE         also write the report (markdown) to FILE
  *   BENCH_PIN=0            do not pin processes to cores
+ *   BENCH_MIRROR_ROOT=DIR  benchmark the mirror built from DIR/src (DIR/tsconfig.json) instead of this checkout
+ *   BENCH_WAN_DEBUG=1      log every request the WAN throttle forwards (with times)
+ *   BENCH_NICE=-10         nice value for the benchmark and everything it starts (root only; 0 = leave it)
+ *   BENCH_QUIET=0          do not wait for other processes to go quiet before each measurement
+ *   BENCH_QUIET_BUDGET_S=300  most time spent waiting for that, over the whole run
  */
-import {execFileSync} from 'node:child_process';
-import {readdirSync, rmSync, writeFileSync} from 'node:fs';
+import {execFileSync, spawn} from 'node:child_process';
+import {readdirSync, readFileSync, rmSync, writeFileSync} from 'node:fs';
 import {mkdir} from 'node:fs/promises';
-import {arch, release, totalmem} from 'node:os';
+import {arch, release, setPriority, totalmem} from 'node:os';
 import {join} from 'node:path';
 import {performance} from 'node:perf_hooks';
 import {startReferenceRegistry} from '../test/helpers/reference-registry.js';
 import {startTokenServer} from '../test/helpers/token-server.js';
-import {tempDir} from '../test/helpers/process.js';
+import {findExecutable, tempDir} from '../test/helpers/process.js';
 import {
 	CLIENT_CORE,
 	SERVER_CORE,
@@ -33,6 +38,8 @@ import {
 	cpuCount,
 	fmt,
 	fmtRuns,
+	ForeignLoad,
+	waitQuiet,
 	log,
 	markdownTable,
 	median,
@@ -42,7 +49,7 @@ import {
 	RssPoller,
 	sleep,
 } from './lib.js';
-import {download, manyOnce, parallelDownload, wrk, type Download} from './measure.js';
+import {download, manyOnce, parallelDownload, wrk, type Download, type WrkResult} from './measure.js';
 import {startNginx} from './nginx.js';
 import {formatSummary, summarise} from './profile.js';
 import {seed, tokenFor, type Seeded} from './seed.js';
@@ -50,8 +57,9 @@ import {
 	buildMirror,
 	type MirrorCommand,
 	referenceProxyHas,
+	repoRoot,
 	type RunningServer,
-	startManifestServer,
+	startNodeServer,
 	startReferenceProxy,
 	startThisMirror,
 } from './servers.js';
@@ -73,11 +81,16 @@ const SMALL_SIZE = 64 * 1024;
 const PARALLEL = 8;
 const WAN_MBPS = num('BENCH_WAN_MBPS', 100);
 const WAN_RTT = num('BENCH_WAN_RTT_MS', 20);
-const WRK_SECONDS = num('BENCH_WRK_SECONDS', 5);
+const WRK_SECONDS = num('BENCH_WRK_SECONDS', 3);
 const WRK_CONNECTIONS = num('BENCH_WRK_CONNECTIONS', 8);
 const ONLY = new Set((env['BENCH_ONLY'] ?? 'upstream,nginx,node,mirror,ref').split(',').map(s => s.trim()));
 const SKIP_HERD = env['BENCH_SKIP_HERD'] === '1';
 const PROFILE_DIR = env['BENCH_PROFILE'];
+const NICE = num('BENCH_NICE', -10);
+let niced = false;
+/** Herd clients run at nice 19 (the lowest priority), so that their hashing never starves the upstream stack that shares their core. */
+const herdNice = (): number => 19 - (niced ? NICE : 0);
+let autogroup = false;
 const ACCEPT = [
 	'application/vnd.docker.distribution.manifest.v2+json',
 	'application/vnd.docker.distribution.manifest.list.v2+json',
@@ -168,6 +181,34 @@ for (const signal of ['SIGINT', 'SIGTERM'] as const) {
 	});
 }
 
+
+// --- other load on the machine ---------------------------------------------------------------
+
+type LoadEntry = {label: string; foreign: number; steal: number; seconds: number; waitedMs: number};
+const loadLog: LoadEntry[] = [];
+const QUIET = env['BENCH_QUIET'] !== '0';
+/** Total time the run may spend waiting for a quiet machine (BENCH_QUIET_BUDGET_S, default 300 s). */
+let quietBudgetMs = num('BENCH_QUIET_BUDGET_S', 300) * 1000;
+
+/** Runs one measurement once the machine is quiet (other processes under 0.1 core), and records the foreign load during it. */
+async function q<T>(label: string, fn: () => Promise<T>): Promise<T> {
+	const quiet = QUIET && quietBudgetMs > 0 ? await waitQuiet(0.1, Math.min(60_000, quietBudgetMs)) : {foreign: 0, waitedMs: 0};
+	quietBudgetMs -= Math.max(0, quiet.waitedMs - 1000);
+	if (quiet.waitedMs > 2000) {
+		log(`waited ${fmt(quiet.waitedMs / 1000, 1)} s for other processes to calm down (last ${fmt(quiet.foreign, 2)} cores)`);
+	}
+
+	const load = new ForeignLoad();
+	const result = await fn();
+	const taken = load.take();
+	loadLog.push({label, ...taken, waitedMs: quiet.waitedMs});
+	if (taken.foreign > 0.15) {
+		log(`note: other processes used ${fmt(taken.foreign, 2)} cores during "${label}"`);
+	}
+
+	return result;
+}
+
 // --- helpers -------------------------------------------------------------------------------
 
 function blobPath(repo: string, digest: string): string {
@@ -185,6 +226,31 @@ function checkDownload(f: Figures, what: string, d: Download, expected: {bytes: 
 	}
 
 	return true;
+}
+
+/** Keeps a wrk figure only when every response was a 2xx. */
+function recordWrk(f: Figures, what: string, w: WrkResult, rps: number[], p99: number[]): void {
+	if (w.non2xx > 0 || !Number.isFinite(w.rps)) {
+		problem(f, `${what}: ${w.non2xx} non-2xx responses ${w.socketErrors}`.trim());
+		return;
+	}
+
+	if (w.socketErrors !== '') {
+		problem(f, `${what}: ${w.socketErrors} (figure kept)`);
+	}
+
+	rps.push(w.rps);
+	p99.push(w.p99Ms);
+}
+
+/** Keeps a one-pass figure only when every request succeeded. */
+function recordMany(f: Figures, what: string, result: {ok: number; requests: number; rps: number; errors: string[]}, into: number[]): void {
+	if (result.ok !== result.requests) {
+		problem(f, `${what}: ${result.ok}/${result.requests} ok ${result.errors.join('; ')}`);
+		return;
+	}
+
+	into.push(result.rps);
 }
 
 async function getOk(url: string, headers: Record<string, string> = {}): Promise<void> {
@@ -221,14 +287,15 @@ async function measureUpstream(ctx: Ctx): Promise<void> {
 	const f = results.upstream;
 	const {seeded, wan, upstream} = ctx;
 	const big = seeded.big;
-	const bigAuth = {authorization: `Bearer ${await tokenFor(upstream.directUrl, big.repo)}`, accept: ACCEPT};
-	const smallAuth = {authorization: `Bearer ${await tokenFor(upstream.directUrl, seeded.small.repo)}`};
-	const appAuth = {authorization: `Bearer ${await tokenFor(upstream.directUrl, seeded.app.repo)}`, accept: ACCEPT};
+	// Fresh pull tokens for every measurement: the token server's expire after 5 minutes.
+	const bigAuth = async () => ({authorization: `Bearer ${await tokenFor(upstream.directUrl, big.repo)}`, accept: ACCEPT});
+	const smallAuth = async () => ({authorization: `Bearer ${await tokenFor(upstream.directUrl, seeded.small.repo)}`});
+	const appAuth = async () => ({authorization: `Bearer ${await tokenFor(upstream.directUrl, seeded.app.repo)}`, accept: ACCEPT});
 
 	for (let run = 1; run <= RUNS; run++) {
 		log(`upstream: download through the WAN + counting proxy, run ${run}`);
 		wan.reset();
-		const d = await download(`${wan.url}${blobPath(big.repo, big.digest)}`, {headers: bigAuth, prime: `${wan.url}${manifestPath(big.repo, big.tag)}`, hash: true});
+		const d = await q('upstream download (WAN)', async () => download(`${wan.url}${blobPath(big.repo, big.digest)}`, {headers: await bigAuth(), prime: `${wan.url}${manifestPath(big.repo, big.tag)}`, hash: true}));
 		f.coldRuns++;
 		if (checkDownload(f, 'upstream download', d, {bytes: big.size, digest: big.digest})) {
 			f.coldOk++;
@@ -238,12 +305,8 @@ async function measureUpstream(ctx: Ctx): Promise<void> {
 		}
 
 		const smallUrls = seeded.small.digests.map(digest => `${wan.url}${blobPath(seeded.small.repo, digest)}`);
-		const many = await manyOnce(smallUrls, PARALLEL, smallAuth);
-		if (many.ok !== SMALL) {
-			problem(f, `upstream small layers: ${many.ok}/${SMALL} ok ${many.errors.join('; ')}`);
-		}
-
-		f.smallCold.push(many.rps);
+		const many = await q('upstream small one pass (WAN)', async () => manyOnce(smallUrls, PARALLEL, await smallAuth()));
+		recordMany(f, 'small layers through the WAN', many, f.smallCold);
 	}
 
 	// Warm figures straight from the registry (no proxy), the registry moved to the server core meanwhile.
@@ -263,31 +326,22 @@ async function measureUpstream(ctx: Ctx): Promise<void> {
 		const direct = upstream.directUrl;
 		for (let run = 1; run <= RUNS; run++) {
 			log(`upstream direct: warm downloads, run ${run}`);
-			const one = await download(`${direct}${blobPath(big.repo, big.digest)}`, {headers: bigAuth});
+			const one = await q('upstream direct warm 1', async () => download(`${direct}${blobPath(big.repo, big.digest)}`, {headers: await bigAuth()}));
 			if (checkDownload(f, 'upstream direct warm', one, {bytes: big.size})) {
 				f.warm1.push(mbps(one));
 			}
 
-			const eight = await parallelDownload(`${direct}${blobPath(big.repo, big.digest)}`, PARALLEL, {headers: bigAuth});
-			eight.downloads.forEach(d => checkDownload(f, 'upstream direct warm x8', d, {bytes: big.size}));
-			f.warm8.push(eight.mbps);
+			const eight = await q('upstream direct warm 8', async () => parallelDownload(`${direct}${blobPath(big.repo, big.digest)}`, PARALLEL, {headers: await bigAuth()}));
+			if (eight.downloads.map(d => checkDownload(f, 'upstream direct warm x8', d, {bytes: big.size})).every(Boolean)) {
+				f.warm8.push(eight.mbps);
+			}
 
 			const smallPaths = seeded.small.digests.map(digest => blobPath(seeded.small.repo, digest));
-			f.smallWarmOnce.push((await manyOnce(smallPaths.map(p => `${direct}${p}`), PARALLEL, smallAuth)).rps);
-			const w = await wrk(direct, {headers: smallAuth, seconds: WRK_SECONDS, connections: PARALLEL, paths: smallPaths});
-			if (w.non2xx > 0) {
-				problem(f, `upstream small wrk: ${w.non2xx} non-2xx`);
-			}
-
-			f.smallWarmWrk.push(w.rps);
-			f.smallWarmP99.push(w.p99Ms);
-			const m = await wrk(`${direct}${manifestPath(seeded.app.repo, seeded.app.tag)}`, {headers: appAuth, seconds: WRK_SECONDS, connections: WRK_CONNECTIONS});
-			if (m.non2xx > 0) {
-				problem(f, `upstream manifest wrk: ${m.non2xx} non-2xx`);
-			}
-
-			f.manifestRps.push(m.rps);
-			f.manifestP99.push(m.p99Ms);
+			recordMany(f, 'small layers one pass', await q('upstream direct small one pass', async () => manyOnce(smallPaths.map(p => `${direct}${p}`), PARALLEL, await smallAuth())), f.smallWarmOnce);
+			const w = await q('upstream direct small wrk', async () => wrk(direct, {headers: await smallAuth(), seconds: WRK_SECONDS, connections: PARALLEL, paths: smallPaths}));
+			recordWrk(f, 'small layers wrk', w, f.smallWarmWrk, f.smallWarmP99);
+			const m = await q('upstream direct manifest wrk', async () => wrk(`${direct}${manifestPath(seeded.app.repo, seeded.app.tag)}`, {headers: await appAuth(), seconds: WRK_SECONDS, connections: WRK_CONNECTIONS}));
+			recordWrk(f, 'manifest wrk', m, f.manifestRps, f.manifestP99);
 		}
 	} finally {
 		f.peakRssKiB = poller.stop();
@@ -307,27 +361,26 @@ async function measureNginx(ctx: Ctx): Promise<void> {
 		const smallPaths = seeded.small.digests.map(digest => `/blobs/${digest.slice('sha256:'.length)}`);
 		for (let run = 1; run <= RUNS; run++) {
 			log(`nginx: run ${run}`);
-			const one = await download(bigUrl);
+			const one = await q('nginx warm 1', async () => download(bigUrl));
 			if (checkDownload(f, 'nginx warm', one, {bytes: seeded.big.size})) {
 				f.warm1.push(mbps(one));
 			}
 
-			const eight = await parallelDownload(bigUrl, PARALLEL);
-			eight.downloads.forEach(d => checkDownload(f, 'nginx warm x8', d, {bytes: seeded.big.size}));
-			f.warm8.push(eight.mbps);
-			f.smallWarmOnce.push((await manyOnce(smallPaths.map(p => `${nginx.url}${p}`), PARALLEL)).rps);
-			const w = await wrk(nginx.url, {seconds: WRK_SECONDS, connections: PARALLEL, paths: smallPaths});
-			f.smallWarmWrk.push(w.rps);
-			f.smallWarmP99.push(w.p99Ms);
-			const m = await wrk(`${nginx.url}/manifest`, {seconds: WRK_SECONDS, connections: WRK_CONNECTIONS});
-			f.manifestRps.push(m.rps);
-			f.manifestP99.push(m.p99Ms);
+			const eight = await q('nginx warm 8', async () => parallelDownload(bigUrl, PARALLEL));
+			if (eight.downloads.map(d => checkDownload(f, 'nginx warm x8', d, {bytes: seeded.big.size})).every(Boolean)) {
+				f.warm8.push(eight.mbps);
+			}
+			recordMany(f, 'small layers one pass', await q('nginx small one pass', async () => manyOnce(smallPaths.map(p => `${nginx.url}${p}`), PARALLEL)), f.smallWarmOnce);
+			const w = await q('nginx small wrk', async () => wrk(nginx.url, {seconds: WRK_SECONDS, connections: PARALLEL, paths: smallPaths}));
+			recordWrk(f, 'small layers wrk', w, f.smallWarmWrk, f.smallWarmP99);
+			const m = await q('nginx manifest wrk', async () => wrk(`${nginx.url}/manifest`, {seconds: WRK_SECONDS, connections: WRK_CONNECTIONS}));
+			recordWrk(f, 'manifest wrk', m, f.manifestRps, f.manifestP99);
 		}
 
 		if (!SKIP_HERD) {
 			log(`nginx: herd of ${HERD}`);
 			const herdPoller = new RssPoller(() => nginx.workerPids());
-			const herd = await parallelDownload(bigUrl, HERD, {hash: true, nice: 5});
+			const herd = await q('nginx herd', async () => parallelDownload(bigUrl, HERD, {hash: true, nice: herdNice()}));
 			f.herd = herdOf(f, herd.downloads, herd.wallMs, seeded, {blobBytes: 0, blobGets: 0, requests: 0}, herdPoller.stop());
 		}
 	} finally {
@@ -363,16 +416,33 @@ function herdOf(
 	};
 }
 
-async function measureNodeManifest(ctx: Ctx): Promise<void> {
+/** The plain node:http server: same files and manifest, no framework, stat + createReadStream().pipe(). */
+async function measureNode(ctx: Ctx): Promise<void> {
 	const f = results.node;
-	const server = await startManifestServer(ctx.seeded.app.file, ctx.seeded.app.mediaType, {core: SERVER_CORE});
+	const {seeded} = ctx;
+	const server = await startNodeServer(seeded.root, seeded.app.mediaType, {core: SERVER_CORE});
 	const poller = new RssPoller(() => [server.server.pid]);
 	try {
+		const bigUrl = `${server.url}/big`;
+		const smallPaths = seeded.small.digests.map(digest => `/blobs/${digest.slice('sha256:'.length)}`);
 		for (let run = 1; run <= RUNS; run++) {
-			log(`node:http manifest server: run ${run}`);
-			const m = await wrk(`${server.url}${manifestPath(ctx.seeded.app.repo, ctx.seeded.app.tag)}`, {headers: {accept: ACCEPT}, seconds: WRK_SECONDS, connections: WRK_CONNECTIONS});
-			f.manifestRps.push(m.rps);
-			f.manifestP99.push(m.p99Ms);
+			log(`node:http server: run ${run}`);
+			const one = await q('node:http warm 1', async () => download(bigUrl));
+			if (checkDownload(f, 'node:http warm', one, {bytes: seeded.big.size})) {
+				f.warm1.push(mbps(one));
+			}
+
+			const eight = await q('node:http warm 8', async () => parallelDownload(bigUrl, PARALLEL));
+			if (eight.downloads.map(d => checkDownload(f, 'node:http warm x8', d, {bytes: seeded.big.size})).every(Boolean)) {
+				f.warm8.push(eight.mbps);
+			}
+			recordMany(f, 'small layers one pass', await q('node:http small one pass', async () => manyOnce(smallPaths.map(p => `${server.url}${p}`), PARALLEL)), f.smallWarmOnce);
+			const w = await q('node:http small wrk', async () => wrk(server.url, {seconds: WRK_SECONDS, connections: PARALLEL, paths: smallPaths}));
+			recordWrk(f, 'small layers wrk', w, f.smallWarmWrk, f.smallWarmP99);
+			const m = await q('node:http manifest wrk', async () =>
+				wrk(`${server.url}${manifestPath(seeded.app.repo, seeded.app.tag)}`, {headers: {accept: ACCEPT}, seconds: WRK_SECONDS, connections: WRK_CONNECTIONS}),
+			);
+			recordWrk(f, 'manifest wrk', m, f.manifestRps, f.manifestP99);
 		}
 	} finally {
 		f.peakRssKiB = poller.stop();
@@ -412,10 +482,10 @@ async function measureMirror(which: Which, ctx: Ctx): Promise<void> {
 	const accept = {accept: ACCEPT};
 
 	for (let run = 1; run <= RUNS; run++) {
-		log(`${label}: cold + warm 1 GiB, run ${run}`);
+		log(`${label}: cold + warm ${fmt(SIZE / MiB)} MiB blob, run ${run}`);
 		const rss = await withInstance(which, ctx, `blob-${run}`, async server => {
 			wan.reset();
-			const cold = await download(`${server.url}${blobPath(big.repo, big.digest)}`, {headers: accept, prime: `${server.url}${manifestPath(big.repo, big.tag)}`, hash: true});
+			const cold = await q(`${label} cold`, async () => download(`${server.url}${blobPath(big.repo, big.digest)}`, {headers: accept, prime: `${server.url}${manifestPath(big.repo, big.tag)}`, hash: true}));
 			f.coldRuns++;
 			if (checkDownload(f, `${label} cold`, cold, {bytes: big.size, digest: big.digest})) {
 				f.coldOk++;
@@ -433,14 +503,15 @@ async function measureMirror(which: Which, ctx: Ctx): Promise<void> {
 			await sleep(200);
 			f.coldUpstreamBytes.push(wan.counts.blobBytes);
 			const bigUrl = `${server.url}${blobPath(big.repo, big.digest)}`;
-			const one = await download(bigUrl);
+			const one = await q(`${label} warm 1`, async () => download(bigUrl));
 			if (checkDownload(f, `${label} warm`, one, {bytes: big.size})) {
 				f.warm1.push(mbps(one));
 			}
 
-			const eight = await parallelDownload(bigUrl, PARALLEL);
-			eight.downloads.forEach(d => checkDownload(f, `${label} warm x8`, d, {bytes: big.size}));
-			f.warm8.push(eight.mbps);
+			const eight = await q(`${label} warm 8`, async () => parallelDownload(bigUrl, PARALLEL));
+			if (eight.downloads.map(d => checkDownload(f, `${label} warm x8`, d, {bytes: big.size})).every(Boolean)) {
+				f.warm8.push(eight.mbps);
+			}
 			if (wan.counts.blobBytes !== f.coldUpstreamBytes.at(-1)) {
 				problem(f, `${label}: warm downloads reached the upstream (${wan.counts.blobBytes - (f.coldUpstreamBytes.at(-1) ?? 0)} more bytes)`);
 			}
@@ -451,12 +522,8 @@ async function measureMirror(which: Which, ctx: Ctx): Promise<void> {
 		const rssSmall = await withInstance(which, ctx, `small-${run}`, async server => {
 			await getOk(`${server.url}${manifestPath(seeded.small.repo, seeded.small.tag)}`, accept);
 			const paths = seeded.small.digests.map(digest => blobPath(seeded.small.repo, digest));
-			const cold = await manyOnce(paths.map(p => `${server.url}${p}`), PARALLEL);
-			if (cold.ok !== SMALL) {
-				problem(f, `${label} small cold: ${cold.ok}/${SMALL} ok ${cold.errors.join('; ')}`);
-			}
-
-			f.smallCold.push(cold.rps);
+			const cold = await q(`${label} small cold`, async () => manyOnce(paths.map(p => `${server.url}${p}`), PARALLEL));
+			recordMany(f, 'small layers cold', cold, f.smallCold);
 			if (which === 'ref') {
 				const stored = await waitUntil(() => seeded.small.digests.every(digest => smallStored(server.dataDir, digest)), 60_000);
 				if (!stored) {
@@ -465,15 +532,10 @@ async function measureMirror(which: Which, ctx: Ctx): Promise<void> {
 			}
 
 			const before = wan.counts.blobGets;
-			const warm = await manyOnce(paths.map(p => `${server.url}${p}`), PARALLEL);
-			f.smallWarmOnce.push(warm.rps);
-			const w = await wrk(server.url, {seconds: WRK_SECONDS, connections: PARALLEL, paths});
-			if (w.non2xx > 0 || w.socketErrors !== '') {
-				problem(f, `${label} small wrk: ${w.non2xx} non-2xx ${w.socketErrors}`);
-			}
-
-			f.smallWarmWrk.push(w.rps);
-			f.smallWarmP99.push(w.p99Ms);
+			const warm = await q(`${label} small one pass`, async () => manyOnce(paths.map(p => `${server.url}${p}`), PARALLEL));
+			recordMany(f, 'small layers one pass', warm, f.smallWarmOnce);
+			const w = await q(`${label} small wrk`, async () => wrk(server.url, {seconds: WRK_SECONDS, connections: PARALLEL, paths}));
+			recordWrk(f, 'small layers wrk', w, f.smallWarmWrk, f.smallWarmP99);
 			if (wan.counts.blobGets !== before) {
 				problem(f, `${label}: ${wan.counts.blobGets - before} warm small-layer requests reached the upstream`);
 			}
@@ -485,13 +547,8 @@ async function measureMirror(which: Which, ctx: Ctx): Promise<void> {
 			const url = `${server.url}${manifestPath(seeded.app.repo, seeded.app.tag)}`;
 			await getOk(url, accept);
 			const before = wan.counts.manifestRequests;
-			const m = await wrk(url, {headers: accept, seconds: WRK_SECONDS, connections: WRK_CONNECTIONS});
-			if (m.non2xx > 0 || m.socketErrors !== '') {
-				problem(f, `${label} manifest wrk: ${m.non2xx} non-2xx ${m.socketErrors}`);
-			}
-
-			f.manifestRps.push(m.rps);
-			f.manifestP99.push(m.p99Ms);
+			const m = await q(`${label} manifest wrk`, async () => wrk(url, {headers: accept, seconds: WRK_SECONDS, connections: WRK_CONNECTIONS}));
+			recordWrk(f, 'manifest wrk', m, f.manifestRps, f.manifestP99);
 			if (run === 1) {
 				log(`${label}: ${wan.counts.manifestRequests - before} upstream manifest requests during ${m.requests} manifest GETs`);
 			}
@@ -506,7 +563,7 @@ async function measureMirror(which: Which, ctx: Ctx): Promise<void> {
 			await getOk(`${server.url}${manifestPath(big.repo, big.tag)}`, accept);
 			wan.reset();
 			upstream.resetCounts();
-			const herd = await parallelDownload(`${server.url}${blobPath(big.repo, big.digest)}`, HERD, {hash: true, nice: 5});
+			const herd = await q(`${label} herd`, async () => parallelDownload(`${server.url}${blobPath(big.repo, big.digest)}`, HERD, {hash: true, nice: herdNice()}));
 			await sleep(200);
 			f.herd = herdOf(
 				f,
@@ -579,17 +636,17 @@ function report(ctx: {wanDescribe: string; mirrorHow: string; seconds: number}):
 		{metric: `cold miss ${sizeLabel}: time to first byte, ms`, cells: [c(up.coldTtfb, 1), c(mi.coldTtfb, 1), c(ref.coldTtfb, 1), na, na], vsRef: true, target: '≤ upstream + 10 ms', met: coldTtfbMet},
 		{metric: `cold miss ${sizeLabel}: total, s`, cells: [c(s(up.coldTotal), 2), c(s(mi.coldTotal), 2), c(s(ref.coldTotal), 2), na, na], vsRef: true, target: '≤ 1.05× upstream', met: coldTotalMet},
 		{metric: 'cold miss: blob bytes fetched from upstream, × blob', cells: [c(up.coldUpstreamBytes.map(b => b / SIZE), 2), c(mi.coldUpstreamBytes.map(b => b / SIZE), 2), c(ref.coldUpstreamBytes.map(b => b / SIZE), 2), na, na], vsRef: true},
-		{metric: 'warm hit, 1 client, MB/s', cells: [c(up.warm1), c(mi.warm1), c(ref.warm1), c(ng.warm1), na], vsRef: true, vsNginx: true, target: '≥ 0.8× nginx', met: warm1Met},
-		{metric: `warm hit, ${PARALLEL} clients, aggregate MB/s`, cells: [c(up.warm8), c(mi.warm8), c(ref.warm8), c(ng.warm8), na], vsRef: true, vsNginx: true, target: '≥ 0.8× nginx', met: warm8Met},
+		{metric: 'warm hit, 1 client, MB/s', cells: [c(up.warm1), c(mi.warm1), c(ref.warm1), c(ng.warm1), c(node.warm1)], vsRef: true, vsNginx: true, target: '≥ 0.8× nginx', met: warm1Met},
+		{metric: `warm hit, ${PARALLEL} clients, aggregate MB/s`, cells: [c(up.warm8), c(mi.warm8), c(ref.warm8), c(ng.warm8), c(node.warm8)], vsRef: true, vsNginx: true, target: '≥ 0.8× nginx', met: warm8Met},
 		{metric: `herd of ${HERD}: blob bytes from upstream, × blob`, cells: [na, c(herd(mi, h => h.upstreamBlobBytes / SIZE), 2), c(herd(ref, h => h.upstreamBlobBytes / SIZE), 2), '0 (static)', na], vsRef: true, target: 'exactly 1×', met: herdBytesMet},
 		{metric: `herd of ${HERD}: upstream blob GETs / all upstream requests`, cells: [na, herdText(mi, h => `${h.upstreamBlobGets} / ${h.upstreamRequests}`), herdText(ref, h => `${h.upstreamBlobGets} / ${h.upstreamRequests}`), na, na]},
 		{metric: `herd of ${HERD}: wall time, s`, cells: [na, c(herd(mi, h => h.wallMs / 1000), 2), c(herd(ref, h => h.wallMs / 1000), 2), c(herd(ng, h => h.wallMs / 1000), 2), na], vsRef: true, vsNginx: true, target: '≤ 1.25× nginx', met: herdWallMet},
 		{metric: `herd of ${HERD}: median time to first byte, ms`, cells: [na, c(herd(mi, h => h.medianTtfbMs), 1), c(herd(ref, h => h.medianTtfbMs), 1), c(herd(ng, h => h.medianTtfbMs), 1), na], vsRef: true, vsNginx: true, target: '< 500 ms', met: herdTtfbMet},
 		{metric: `herd of ${HERD}: clients with the right sha256`, cells: [na, herdText(mi, h => `${h.ok}/${h.clients}`), herdText(ref, h => `${h.ok}/${h.clients}`), herdText(ng, h => `${h.ok}/${h.clients}`), na], target: 'all', met: herdOkMet},
 		{metric: `${SMALL} small layers, ${PARALLEL} parallel, cold (one pass), req/s`, cells: [c(up.smallCold), c(mi.smallCold), c(ref.smallCold), na, na], vsRef: true},
-		{metric: `${SMALL} small layers, ${PARALLEL} parallel, warm (one pass, node client), req/s`, cells: [c(up.smallWarmOnce), c(mi.smallWarmOnce), c(ref.smallWarmOnce), c(ng.smallWarmOnce), na], vsRef: true, vsNginx: true},
-		{metric: `${SMALL} small layers, ${PARALLEL} connections, warm (wrk ${WRK_SECONDS} s), req/s`, cells: [c(up.smallWarmWrk), c(mi.smallWarmWrk), c(ref.smallWarmWrk), c(ng.smallWarmWrk), na], vsRef: true, vsNginx: true, target: '≥ 0.5× nginx', met: smallMet},
-		{metric: 'small layers warm (wrk): p99, ms', cells: [c(up.smallWarmP99, 2), c(mi.smallWarmP99, 2), c(ref.smallWarmP99, 2), c(ng.smallWarmP99, 2), na], vsRef: true, vsNginx: true},
+		{metric: `${SMALL} small layers, ${PARALLEL} parallel, warm (one pass, node client), req/s`, cells: [c(up.smallWarmOnce), c(mi.smallWarmOnce), c(ref.smallWarmOnce), c(ng.smallWarmOnce), c(node.smallWarmOnce)], vsRef: true, vsNginx: true},
+		{metric: `${SMALL} small layers, ${PARALLEL} connections, warm (wrk ${WRK_SECONDS} s), req/s`, cells: [c(up.smallWarmWrk), c(mi.smallWarmWrk), c(ref.smallWarmWrk), c(ng.smallWarmWrk), c(node.smallWarmWrk)], vsRef: true, vsNginx: true, target: '≥ 0.5× nginx', met: smallMet},
+		{metric: 'small layers warm (wrk): p99, ms', cells: [c(up.smallWarmP99, 2), c(mi.smallWarmP99, 2), c(ref.smallWarmP99, 2), c(ng.smallWarmP99, 2), c(node.smallWarmP99, 2)], vsRef: true, vsNginx: true},
 		{metric: `manifest by tag within TTL (wrk, ${WRK_CONNECTIONS} conns), req/s`, cells: [c(up.manifestRps), c(mi.manifestRps), c(ref.manifestRps), c(ng.manifestRps), c(node.manifestRps)], vsRef: true, vsNginx: true, target: '≥ 0.7× node:http', met: manifestMet},
 		{metric: 'manifest by tag within TTL: p99, ms', cells: [c(up.manifestP99, 2), c(mi.manifestP99, 2), c(ref.manifestP99, 2), c(ng.manifestP99, 2), c(node.manifestP99, 2)], vsRef: true, vsNginx: true, target: '< 20 ms', met: p99Met},
 		{metric: `peak RSS while serving the herd, MiB`, cells: [na, c(herd(mi, h => h.peakRssKiB / 1024)), c(herd(ref, h => h.peakRssKiB / 1024)), c(herd(ng, h => h.peakRssKiB / 1024)), na], vsRef: true, vsNginx: true, target: '< 200 MiB', met: rssMet},
@@ -600,7 +657,7 @@ function report(ctx: {wanDescribe: string; mirrorHow: string; seconds: number}):
 	const med = (cell: Cell | string): number => (typeof cell === 'string' ? Number.NaN : median(cell.values));
 	const manifestRow = (row: Row) => row.metric.startsWith('manifest');
 	const table = markdownTable(
-		['metric', 'upstream (registry)', 'this mirror', 'reference proxy', 'nginx static', 'node:http', 'mirror ÷ ref', 'mirror ÷ nginx (÷ node:http for manifests)', 'target (this mirror)', 'met'],
+		['metric', 'upstream (registry)', 'this mirror', 'reference proxy', 'nginx static', 'node:http (plain)', 'mirror ÷ ref', 'mirror ÷ nginx (÷ node:http for manifests)', 'target (this mirror)', 'met'],
 		rows.map(row => [
 			row.metric,
 			...row.cells.map(text),
@@ -612,8 +669,16 @@ function report(ctx: {wanDescribe: string; mirrorHow: string; seconds: number}):
 	);
 
 	const pin = pinningEnabled()
-		? `server under test (this mirror, the reference proxy, nginx with 1 worker, the node:http server; the upstream registry only while its own warm figures ran) pinned with \`taskset\` to core ${SERVER_CORE}; everything else (bench process with the counting proxy and the WAN throttle, token server, upstream registry, curl/wrk/node clients) on core ${CLIENT_CORE}; herd clients at nice 5`
+		? `server under test (this mirror, the reference proxy, nginx with 1 worker, the node:http server; the upstream registry only while its own warm figures ran) pinned with \`taskset\` to core ${SERVER_CORE}; everything else (bench process with the counting proxy and the WAN throttle, token server, upstream registry, curl/wrk/node clients) on core ${CLIENT_CORE}; herd clients at nice 19 so that their hashing (on core ${CLIENT_CORE}) does not starve the upstream stack there, which on a real network would run elsewhere`
 		: 'no pinning (fewer than 2 cores or BENCH_PIN=0)';
+	const noisy = loadLog.filter(entry => entry.foreign > 0.15);
+	const worst = loadLog.reduce<LoadEntry | undefined>((max, entry) => (max === undefined || entry.foreign > max.foreign ? entry : max), undefined);
+	const steal = loadLog.reduce((max, entry) => Math.max(max, entry.steal), 0);
+	const loadText = [
+		`Other load on the machine (CPU used by processes outside the benchmark while a figure was measured; ${QUIET ? 'each measurement first waited for under 0.1 core of it' : 'no waiting (BENCH_QUIET=0)'}):`,
+		`${loadLog.length} measurements; worst ${worst ? `${fmt(worst.foreign, 2)} cores during "${worst.label}"` : 'n/a'}; highest steal ${fmt(steal, 2)} cores.`,
+		noisy.length > 0 ? `Figures taken under more than 0.15 core of other load: ${noisy.map(entry => `${entry.label} (${fmt(entry.foreign, 2)})`).join(', ')}.` : 'No figure was taken under more than 0.15 core of other load.',
+	].join(' ');
 	const problems = Object.entries(results).flatMap(([name, f]) => f.problems.map(p => `- ${name}: ${p}`));
 	return [
 		`## registry-mirror benchmark`,
@@ -623,18 +688,33 @@ function report(ctx: {wanDescribe: string; mirrorHow: string; seconds: number}):
 		`- big layer ${sizeLabel} (${fmt(gib, 2)} GiB), ${SMALL} layers of ${SMALL_SIZE / 1024} KiB; ${RUNS} run(s) per figure: median (min–max); herds ran once`,
 		`- upstream: reference registry (docker-registry ${registryVersion()}) with token auth behind the test helpers' counting proxy (\`url\`), behind a WAN throttle in bench/wan.ts (${ctx.wanDescribe}); both mirrors were configured with the throttle's URL`,
 		`- "upstream" column: cold = a client downloading through that same path (throttle + counting proxy, with a pull token, the manifest fetched first on the same connection); warm and wrk rows = straight from the registry (\`directUrl\`, bearer token)`,
-		`- this mirror: ${ctx.mirrorHow}, log level warn, one fresh process and empty data dir per measurement group (cold+warm blob, small layers, manifests, herd)`,
+		`- this mirror: ${sourceVersion()}, ${ctx.mirrorHow}, log level warn, one fresh process and empty data dir per measurement group (cold+warm blob, small layers, manifests, herd)`,
 		`- reference proxy: \`docker-registry serve\` with \`proxy.remoteurl\` (and blobdescriptor cache inmemory), fresh storage per group`,
 		`- clients: curl (→ /dev/null, or | openssl dgst -sha256 where bytes are checked: cold and herd), wrk -t1, bench/client.ts for one-pass lists`,
 		`- cores: ${pin}`,
+		`- priority: ${niced ? `the benchmark and every process it starts ran at nice ${NICE} (herd clients at 19)${autogroup ? ', in a session (setsid) of its own whose autogroup had that nice value too' : ''}, so that other work on a shared machine disturbs the figures less` : 'default nice values'}`,
 		`- ratios: this mirror's median ÷ the other's median (for times, lower is better; for rates, higher)`,
 		'',
 		table,
+		'',
+		loadText,
 		'',
 		problems.length > 0 ? `Problems seen:\n${problems.join('\n')}` : 'No problems seen (every download had the right status and size; cold and herd downloads had the right sha256).',
 		'',
 		`Run took ${fmt(ctx.seconds / 60, 1)} min.`,
 	].join('\n');
+}
+
+/** The commit the mirror was built from, and whether src/ had uncommitted changes. */
+function sourceVersion(): string {
+	const root = env['BENCH_MIRROR_ROOT'] || repoRoot;
+	try {
+		const commit = execFileSync('git', ['-C', root, 'rev-parse', '--short', 'HEAD'], {encoding: 'utf8'}).trim();
+		const dirty = execFileSync('git', ['-C', root, 'status', '--porcelain', '--', 'src'], {encoding: 'utf8'}).trim() !== '';
+		return `commit ${commit}${dirty ? ' with uncommitted changes in src/' : ''}`;
+	} catch {
+		return `source at ${root} (not a git checkout)`;
+	}
 }
 
 function cpuModel(): string {
@@ -657,6 +737,28 @@ function registryVersion(): string {
 
 async function main(): Promise<void> {
 	const began = performance.now();
+	if (NICE !== 0 && process.getuid?.() === 0) {
+		// Every thread of this process; children inherit it. Other work on a shared machine then disturbs the figures less.
+		if (env['BENCH_IN_SESSION'] === '1') {
+			try {
+				writeFileSync('/proc/self/autogroup', String(NICE));
+				autogroup = true;
+			} catch (error) {
+				log(`could not set the autogroup's nice value: ${error instanceof Error ? error.message : String(error)}`);
+			}
+		}
+
+		for (const task of readdirSync(`/proc/${process.pid}/task`)) {
+			try {
+				setPriority(Number(task), NICE);
+			} catch {
+				// A thread that just exited.
+			}
+		}
+
+		niced = true;
+	}
+
 	if (pinningEnabled()) {
 		await repin(process.pid, CLIENT_CORE);
 		for (const child of childrenOf(process.pid)) {
@@ -703,7 +805,7 @@ async function main(): Promise<void> {
 	}
 
 	if (ONLY.has('node')) {
-		await measureNodeManifest(ctx);
+		await measureNode(ctx);
 	}
 
 	if (ONLY.has('mirror')) {
@@ -727,8 +829,44 @@ async function main(): Promise<void> {
 	}
 }
 
-try {
-	await main();
-} finally {
-	await cleanup();
+/**
+ * With the kernel's autogroup scheduling on (the default on desktop-ish
+ * kernels), nice values only count within one session: re-run this script in
+ * its own session (setsid) and give that session's autogroup the nice value.
+ * The caller's session is left as it was.
+ */
+async function inOwnSession(): Promise<boolean> {
+	if (NICE === 0 || process.getuid?.() !== 0 || env['BENCH_IN_SESSION'] === '1' || findExecutable('setsid') === null) {
+		return false;
+	}
+
+	try {
+		if (readFileSync('/proc/sys/kernel/sched_autogroup_enabled', 'utf8').trim() !== '1') {
+			return false;
+		}
+	} catch {
+		return false;
+	}
+
+	const child = spawn('setsid', ['--wait', process.execPath, ...process.execArgv, ...process.argv.slice(1)], {
+		stdio: 'inherit',
+		env: {...env, BENCH_IN_SESSION: '1'},
+	});
+	for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+		process.removeAllListeners(signal);
+		process.on(signal, () => child.kill(signal));
+	}
+
+	const code = await new Promise<number>(resolve => {
+		child.once('exit', (exitCode, signal) => resolve(exitCode ?? (signal ? 128 : 1)));
+	});
+	process.exit(code);
+}
+
+if (!(await inOwnSession())) {
+	try {
+		await main();
+	} finally {
+		await cleanup();
+	}
 }

@@ -1,7 +1,7 @@
 /**
  * The servers under test, each its own process pinned to the server core:
  * this mirror (built with tsc, run like `npm start`), the reference registry
- * in proxy mode, and the plain node:http manifest server.
+ * in proxy mode, and the plain node:http server.
  */
 import {randomBytes} from 'node:crypto';
 import {existsSync, statSync} from 'node:fs';
@@ -15,21 +15,26 @@ export const repoRoot = fileURLToPath(new URL('..', import.meta.url)).replace(/\
 
 export type MirrorCommand = {cmd: string; args: string[]; how: string; cleanup(): Promise<void>};
 
-/** Builds src/ with tsc into bench/.dist-PID (what `npm start` does into dist/); falls back to tsx when the build fails. */
+/**
+ * Builds src/ with tsc into bench/.dist-PID (what `npm start` does into dist/); falls back to tsx when the build fails.
+ * BENCH_MIRROR_ROOT=DIR builds DIR/src with DIR/tsconfig.json instead (another checkout, to compare a change).
+ */
 export async function buildMirror(): Promise<MirrorCommand> {
+	const sourceRoot = process.env['BENCH_MIRROR_ROOT'] || repoRoot;
 	const outDir = join(repoRoot, 'bench', `.dist-${process.pid}`);
 	const tsc = join(repoRoot, 'node_modules', '.bin', 'tsc');
-	const result = await run(tsc, ['-p', join(repoRoot, 'tsconfig.json'), '--outDir', outDir], {timeoutMs: 180_000});
+	const result = await run(tsc, ['-p', join(sourceRoot, 'tsconfig.json'), '--outDir', outDir], {timeoutMs: 180_000});
 	const cleanup = async () => rm(outDir, {recursive: true, force: true});
 	if (result.code === 0 && existsSync(join(outDir, 'main.js'))) {
-		return {cmd: process.execPath, args: [join(outDir, 'main.js')], how: 'tsc build, `node main.js` (as `npm start`)', cleanup};
+		const from = sourceRoot === repoRoot ? '' : ` of ${sourceRoot}`;
+		return {cmd: process.execPath, args: [join(outDir, 'main.js')], how: `tsc build${from}, \`node main.js\` (as \`npm start\`)`, cleanup};
 	}
 
 	log(`tsc failed (${result.code}); running src/main.ts with tsx instead:\n${result.stdout}${result.stderr}`);
 	await cleanup();
 	return {
 		cmd: process.execPath,
-		args: ['--import', 'tsx', join(repoRoot, 'src', 'main.ts')],
+		args: ['--import', 'tsx', join(sourceRoot, 'src', 'main.ts')],
 		how: 'tsc build FAILED; ran `node --import tsx src/main.ts`',
 		cleanup: async () => undefined,
 	};
@@ -137,18 +142,18 @@ export function referenceProxyHas(dataDir: string, digest: string, size: number)
 	}
 }
 
-export async function startManifestServer(manifestFile: string, mediaType: string, opts: {core?: number} = {}): Promise<RunningServer> {
+export async function startNodeServer(root: string, mediaType: string, opts: {core?: number} = {}): Promise<RunningServer> {
 	const port = await freePort();
 	const server = spawnServer(
-		'node:http manifest server',
+		'node:http server',
 		process.execPath,
-		['--import', 'tsx', join(repoRoot, 'bench', 'manifest-server.ts'), String(port), manifestFile, mediaType],
+		['--import', 'tsx', join(repoRoot, 'bench', 'node-server.ts'), String(port), root, mediaType],
 		{core: opts.core, cwd: repoRoot},
 	);
 	const url = `http://127.0.0.1:${port}`;
 	await waitHttp(server, `${url}/v2/`, [200]);
 	return {
-		name: 'node:http manifest server',
+		name: 'node:http server',
 		url,
 		server,
 		dataDir: '',

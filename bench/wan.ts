@@ -79,6 +79,7 @@ export async function startWan(opts: WanOptions): Promise<Wan> {
 	const counts: WanCounts = {requests: 0, blobGets: 0, blobBytes: 0, manifestRequests: 0, bytes: 0};
 	const bytesPerSecond = opts.mbps * 1e6;
 	const fresh = new WeakSet<Socket>();
+	const debug = process.env['BENCH_WAN_DEBUG'] === '1';
 
 	function forward(req: IncomingMessage, res: ServerResponse): void {
 		const method = req.method ?? 'GET';
@@ -90,9 +91,17 @@ export async function startWan(opts: WanOptions): Promise<Wan> {
 		}
 
 		const isBlobGet = what === 'blob' && method === 'GET';
+		if (debug) {
+			process.stderr.write(`[wan ${performance.now().toFixed(1)}]   forwarding ${method} ${path.slice(0, 60)}\n`);
+		}
+
 		const upstream = request(
 			{host: target.hostname, port: Number(target.port), method, path, headers: headersOf(req.rawHeaders), agent},
 			response => {
+				if (debug) {
+					process.stderr.write(`[wan ${performance.now().toFixed(1)}]   ${response.statusCode} from upstream for ${method} ${path.slice(0, 60)}\n`);
+				}
+
 				if (isBlobGet && response.statusCode === 200) {
 					counts.blobGets++;
 				}
@@ -126,9 +135,14 @@ export async function startWan(opts: WanOptions): Promise<Wan> {
 
 	const server: Server = createServer((req, res) => {
 		let delay = opts.rttMs;
-		if (fresh.has(req.socket)) {
+		const isNew = fresh.has(req.socket);
+		if (isNew) {
 			fresh.delete(req.socket);
 			delay += opts.rttMs;
+		}
+
+		if (debug) {
+			process.stderr.write(`[wan ${performance.now().toFixed(1)}] ${req.method} ${req.url}${isNew ? ' (new connection)' : ''}\n`);
 		}
 
 		if (delay > 0) {

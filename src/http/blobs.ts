@@ -38,6 +38,7 @@ export function getBlob(deps: HandlerDeps) {
 			ctx.set('Content-Range', `bytes ${range.start}-${range.end}/${blob.size}`);
 			ctx.body = blob.open(range);
 			ctx.length = range.end - range.start + 1;
+			ctx.flushHeaders(); // the first byte of a cold fill should not wait for the stream's first read
 			return;
 		}
 
@@ -46,6 +47,8 @@ export function getBlob(deps: HandlerDeps) {
 		if (blob.size !== undefined) {
 			ctx.length = blob.size;
 		}
+
+		ctx.flushHeaders();
 	};
 }
 

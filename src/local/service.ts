@@ -55,7 +55,7 @@ export class LocalService implements ReadService<LocalTarget> {
 	async getBlob(target: LocalTarget, digest: Digest): Promise<BlobResult> {
 		const size = await this.statBlob(target, digest);
 		this.access.touch('blob', digest.value);
-		return {size, open: range => this.blobs.createReadStream(digest, range)};
+		return {size, open: range => this.blobs.createReadStream(digest, range, size)};
 	}
 
 	async listTags(target: LocalTarget, page: TagPage): Promise<TagList> {

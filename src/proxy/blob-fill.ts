@@ -21,7 +21,8 @@ export type FillSource = {size: number | undefined; body: AsyncIterable<Uint8Arr
 
 /** Bytes withheld from clients until the digest is verified, when the size is unknown. */
 const UNKNOWN_SIZE_HOLDBACK = 64 * 1024;
-const READ_CHUNK = 1024 * 1024;
+/** Reads for clients of a fill: small enough that 20 slow clients do not hold much each. */
+const READ_CHUNK = 256 * 1024;
 
 export type FillHooks = {
 	/** Called once the size is known, before any byte is written (the quota makes room here). */
@@ -84,6 +85,9 @@ export class Fill extends EventEmitter {
 
 	async run(store: BlobStore, open: () => Promise<FillSource>, commit: (size: number) => void, hooks: FillHooks = {}): Promise<void> {
 		let source: FillSource | undefined;
+		// The temp file is created while the upstream is asked, to save the first byte a little time.
+		const creating = store.createTemp(this.digest);
+		creating.catch(() => undefined);
 		try {
 			source = await open();
 			this.size = source.size;
@@ -91,7 +95,7 @@ export class Fill extends EventEmitter {
 				await hooks.reserve?.(source.size);
 			}
 
-			this.temp = await store.createTemp(this.digest);
+			this.temp = await creating;
 			this.temp.retain(); // held until the state below is final, so a reader that joins meanwhile finds the file open
 			this.state = 'running';
 			this.#resolveReady();
@@ -139,7 +143,12 @@ export class Fill extends EventEmitter {
 			this.error = failure;
 			this.state = 'failed';
 			source?.body.destroy();
-			await this.temp?.discard();
+			if (this.temp) {
+				await this.temp.discard();
+			} else {
+				await (await creating.catch(() => undefined))?.discard();
+			}
+
 			this.#rejectReady(failure);
 		} finally {
 			this.emit('progress');
@@ -159,6 +168,8 @@ class FillReader extends Readable {
 	readonly #end: number | undefined;
 	#reading = false;
 	#holding = false;
+	/** Set by _read(), cleared when push() says the client's buffer is full: a slow client never buffers ahead. */
+	#wanted = false;
 	readonly #fill: Fill;
 	readonly #onProgress = () => {
 		void this.#pump();
@@ -174,6 +185,7 @@ class FillReader extends Readable {
 	}
 
 	override _read(): void {
+		this.#wanted = true;
 		void this.#pump();
 	}
 
@@ -215,7 +227,11 @@ class FillReader extends Readable {
 					return;
 				}
 
-				this.#hold();
+				this.#hold(); // as soon as the file exists, even before the client asks for bytes
+				if (!this.#wanted) {
+					return; // progress arrived but the client has not asked for more
+				}
+
 				const limit = Math.min(fill.readable, end ?? Number.POSITIVE_INFINITY);
 				if (this.#position >= limit || !fill.temp || !this.#holding) {
 					return; // wait for the next 'progress'
@@ -234,6 +250,7 @@ class FillReader extends Readable {
 
 				this.#position += read;
 				if (!this.push(read === length ? buffer : buffer.subarray(0, read))) {
+					this.#wanted = false;
 					return; // the client is slow; _read() resumes us
 				}
 			}

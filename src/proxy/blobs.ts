@@ -116,7 +116,7 @@ export class ProxyBlobs {
 		const local = await this.#local(target, digest);
 		if (local !== undefined) {
 			this.deps.onResult?.(target.upstream.name, 'hit');
-			return {size: local, open: range => this.deps.blobs.createReadStream(digest, range)};
+			return {size: local, open: range => this.deps.blobs.createReadStream(digest, range, local)};
 		}
 
 		if (target.upstream.offline) {
@@ -145,7 +145,7 @@ export class ProxyBlobs {
 
 		await fill.ready;
 		if (fill.state === 'done') {
-			return {size: fill.size, open: range => this.deps.blobs.createReadStream(digest, range)};
+			return {size: fill.size, open: range => this.deps.blobs.createReadStream(digest, range, fill.size)};
 		}
 
 		return {size: fill.size, open: range => fill.createReader(range)};

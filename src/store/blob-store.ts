@@ -40,7 +40,8 @@ export interface BlobStore {
 	init(): Promise<void>;
 	/** Size of a committed blob, or undefined when absent. */
 	size(digest: Digest): Promise<number | undefined>;
-	createReadStream(digest: Digest, range?: ByteRange): Readable;
+	/** `size` (when known) sizes the read buffers: a 4 KiB blob does not need a 1 MiB one. */
+	createReadStream(digest: Digest, range?: ByteRange, size?: number): Readable;
 	createTemp(digest: Digest): Promise<TempBlob>;
 	remove(digest: Digest): Promise<void>;
 	/** Removes leftovers of interrupted fills; returns how many. */
@@ -231,8 +232,10 @@ export class FsBlobStore implements BlobStore {
 		}
 	}
 
-	createReadStream(digest: Digest, range?: ByteRange): Readable {
-		return createReadStream(this.pathOf(digest), {highWaterMark: READ_CHUNK, start: range?.start, end: range?.end});
+	createReadStream(digest: Digest, range?: ByteRange, size?: number): Readable {
+		const length = range ? range.end - range.start + 1 : size;
+		const highWaterMark = length === undefined ? READ_CHUNK : Math.min(READ_CHUNK, Math.max(16 * 1024, length));
+		return createReadStream(this.pathOf(digest), {highWaterMark, start: range?.start, end: range?.end});
 	}
 
 	async createTemp(digest: Digest): Promise<TempBlob> {
