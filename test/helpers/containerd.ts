@@ -12,11 +12,10 @@
  * - `ctr` resolves registries itself (client side): `--hosts-dir` is a ctr
  *   flag, the daemon's own config_path is not involved.
  */
-import {type ChildProcess, spawn} from 'node:child_process';
 import {mkdir, rm, writeFile} from 'node:fs/promises';
 import {tmpdir} from 'node:os';
 import {join} from 'node:path';
-import {appendCapped, findExecutable, forgetTempDir, run, type RunResult, stopChild, tail, tempDir, trackChild, waitFor} from './process.js';
+import {findExecutable, forgetTempDir, run, type RunResult, spawnDaemon, stopChild, tail, tempDir, waitFor} from './process.js';
 
 export type Containerd = {
 	socket: string;
@@ -92,20 +91,8 @@ export async function startContainerd(): Promise<Containerd> {
 		'',
 	].join('\n'));
 
-	const child: ChildProcess = spawn(containerdPath, ['--config', configPath], {stdio: ['ignore', 'pipe', 'pipe']});
-	trackChild(child, 'SIGTERM');
-	let logs = '';
-	const collect = (chunk: Buffer): void => {
-		logs = appendCapped(logs, chunk.toString('utf8'));
-	};
-
-	child.stdout?.on('data', collect);
-	child.stderr?.on('data', collect);
-	let spawnError = '';
-	child.once('error', (error) => {
-		spawnError = error.message;
-	});
-	const gone = (): boolean => child.exitCode !== null || child.signalCode !== null || spawnError !== '';
+	const daemon = spawnDaemon(containerdPath, ['--config', configPath]);
+	const {child, gone} = daemon;
 	const ctr = async (args: string[], timeoutMs = 120_000): Promise<RunResult> =>
 		run(ctrPath, ['-a', socket, '-n', 'mirror-test', ...args], {timeoutMs});
 
@@ -124,14 +111,14 @@ export async function startContainerd(): Promise<Containerd> {
 	try {
 		await waitFor(async () => gone() || (await ctr(['version'], 5000)).code === 0, `containerd on ${socket}`, 30_000);
 		if (gone()) {
-			throw new Error(`containerd exited early (${spawnError || `code ${child.exitCode ?? child.signalCode}`})`);
+			throw new Error(`containerd exited early (${daemon.exitReason()})`);
 		}
 	} catch (error) {
 		await stop();
-		throw new Error(`${error instanceof Error ? error.message : String(error)}\n${tail(logs)}`);
+		throw new Error(`${error instanceof Error ? error.message : String(error)}\n${tail(daemon.logs())}`);
 	}
 
-	return {socket, dir, pid: child.pid ?? 0, ctr, log: () => logs, stop};
+	return {socket, dir, pid: child.pid ?? 0, ctr, log: daemon.logs, stop};
 }
 
 /** The manifest (or index) digest `ctr images ls` records for `ref`, or null. */

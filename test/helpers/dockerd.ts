@@ -1,8 +1,7 @@
-import {spawn} from 'node:child_process';
 import {mkdir, rm, writeFile} from 'node:fs/promises';
 import {tmpdir} from 'node:os';
 import {join} from 'node:path';
-import {appendCapped, findExecutable, forgetTempDir, run, type RunResult, stopChild, tail, tempDir, trackChild, waitFor} from './process.js';
+import {findExecutable, forgetTempDir, run, type RunResult, spawnDaemon, stopChild, tail, tempDir, waitFor} from './process.js';
 
 export type Dockerd = {
 	socket: string;
@@ -32,7 +31,8 @@ export async function startDockerd(opts: DockerdOptions): Promise<Dockerd> {
 		'insecure-registries': [new URL(opts.mirrorUrl).host, ...(opts.insecureRegistries ?? [])],
 	}));
 
-	const proc = spawn(dockerdPath, [
+	// SIGTERM lets dockerd shut down the containerd it started as well.
+	const daemon = spawnDaemon(dockerdPath, [
 		'--data-root', join(dir, 'root'),
 		'--exec-root', join(dir, 'exec'),
 		'-H', `unix://${socket}`,
@@ -42,26 +42,13 @@ export async function startDockerd(opts: DockerdOptions): Promise<Dockerd> {
 		'--bridge=none',
 		'--storage-driver=vfs',
 		'--config-file', configFile,
-	], {stdio: ['ignore', 'pipe', 'pipe']});
-	// SIGTERM lets dockerd shut down the containerd it started as well.
-	trackChild(proc, 'SIGTERM');
-	let logs = '';
-	const collect = (chunk: Buffer): void => {
-		logs = appendCapped(logs, chunk.toString('utf8'));
-	};
-
-	proc.stdout?.on('data', collect);
-	proc.stderr?.on('data', collect);
-	let spawnError = '';
-	proc.once('error', (error) => {
-		spawnError = error.message;
-	});
+	]);
+	const {child: proc, gone} = daemon;
 
 	const env: NodeJS.ProcessEnv = {...process.env, DOCKER_HOST: `unix://${socket}`, DOCKER_CONFIG: cliConfig};
 	delete env['DOCKER_CONTEXT'];
 	delete env['DOCKER_TLS_VERIFY'];
 	const docker = async (args: string[], timeoutMs = 120_000): Promise<RunResult> => run(dockerPath, args, {env, timeoutMs});
-	const gone = (): boolean => proc.exitCode !== null || proc.signalCode !== null || spawnError !== '';
 
 	let stopped = false;
 	const stop = async (): Promise<void> => {
@@ -79,12 +66,12 @@ export async function startDockerd(opts: DockerdOptions): Promise<Dockerd> {
 	try {
 		await waitFor(async () => gone() || (await docker(['info'], 10_000)).code === 0, `dockerd on ${socket}`, 60_000);
 		if (gone()) {
-			throw new Error(`dockerd exited early (${spawnError || `code ${proc.exitCode ?? proc.signalCode}`})`);
+			throw new Error(`dockerd exited early (${daemon.exitReason()})`);
 		}
 	} catch (error) {
 		await stop();
-		throw new Error(`${error instanceof Error ? error.message : String(error)}\n${tail(logs)}`);
+		throw new Error(`${error instanceof Error ? error.message : String(error)}\n${tail(daemon.logs())}`);
 	}
 
-	return {socket, docker, stop, log: () => logs};
+	return {socket, docker, stop, log: daemon.logs};
 }

@@ -3,10 +3,9 @@
  * mirror, run as a child in the foreground with its own config, pid file and
  * logs in a temp dir: `nginx -p DIR -c DIR/nginx.conf -g 'daemon off;'`.
  */
-import {type ChildProcess, spawn} from 'node:child_process';
 import {mkdir, readFile, writeFile} from 'node:fs/promises';
 import {join} from 'node:path';
-import {appendCapped, findExecutable, freePort, stopChild, tail, tempDir, trackChild, waitFor} from './process.js';
+import {findExecutable, freePort, spawnDaemon, stopChild, tail, tempDir, waitFor} from './process.js';
 
 export type Nginx = {
 	url: string;
@@ -84,20 +83,8 @@ export async function startNginx(options: NginxOptions): Promise<Nginx> {
 	await writeFile(configPath, configText);
 
 	// Run as root, nginx switches its workers to the `user` directive's default (nobody); that is fine here.
-	const child: ChildProcess = spawn(binary, ['-p', dir, '-c', configPath, '-g', 'daemon off;'], {stdio: ['ignore', 'pipe', 'pipe']});
-	trackChild(child, 'SIGTERM');
-	let logs = '';
-	const collect = (chunk: Buffer): void => {
-		logs = appendCapped(logs, chunk.toString('utf8'));
-	};
-
-	child.stdout?.on('data', collect);
-	child.stderr?.on('data', collect);
-	let spawnError = '';
-	child.once('error', (error) => {
-		spawnError = error.message;
-	});
-	const gone = (): boolean => child.exitCode !== null || child.signalCode !== null || spawnError !== '';
+	const daemon = spawnDaemon(binary, ['-p', dir, '-c', configPath, '-g', 'daemon off;']);
+	const {child, gone} = daemon;
 	const url = `http://127.0.0.1:${port}`;
 	const stop = async (): Promise<void> => {
 		// SIGTERM to the master (our child) is nginx's fast shutdown; it takes its workers along.
@@ -116,12 +103,12 @@ export async function startNginx(options: NginxOptions): Promise<Nginx> {
 			return true;
 		}, `nginx on ${url}`);
 		if (gone()) {
-			throw new Error(`nginx exited early (${spawnError || `code ${child.exitCode ?? child.signalCode}`})`);
+			throw new Error(`nginx exited early (${daemon.exitReason()})`);
 		}
 	} catch (error) {
 		await stop();
 		const errorLog = await readFile(join(dir, 'error.log'), 'utf8').catch(() => '');
-		throw new Error(`${error instanceof Error ? error.message : String(error)}\n${tail(logs)}\n${tail(errorLog)}`);
+		throw new Error(`${error instanceof Error ? error.message : String(error)}\n${tail(daemon.logs())}\n${tail(errorLog)}`);
 	}
 
 	return {

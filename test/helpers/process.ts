@@ -238,3 +238,35 @@ export async function closeServer(server: Server): Promise<void> {
 	server.closeAllConnections();
 	await closed;
 }
+
+/** A long-running child (a daemon under test) with its output collected for error messages. */
+export type Daemon = {
+	child: ChildProcess;
+	logs(): string;
+	/** Whether it exited or could not start. */
+	gone(): boolean;
+	/** Why it is gone, for an error message. */
+	exitReason(): string;
+};
+
+export function spawnDaemon(binary: string, args: string[], stopSignal: NodeJS.Signals = 'SIGTERM'): Daemon {
+	const child = spawn(binary, args, {stdio: ['ignore', 'pipe', 'pipe']});
+	trackChild(child, stopSignal);
+	let logs = '';
+	const collect = (chunk: Buffer): void => {
+		logs = appendCapped(logs, chunk.toString('utf8'));
+	};
+
+	child.stdout?.on('data', collect);
+	child.stderr?.on('data', collect);
+	let spawnError = '';
+	child.once('error', (error) => {
+		spawnError = error.message;
+	});
+	return {
+		child,
+		logs: () => logs,
+		gone: () => child.exitCode !== null || child.signalCode !== null || spawnError !== '',
+		exitReason: () => spawnError || `code ${child.exitCode ?? child.signalCode}`,
+	};
+}
