@@ -1,5 +1,6 @@
 import {createHash} from 'node:crypto';
 import {once} from 'node:events';
+import {setTimeout as sleep} from 'node:timers/promises';
 import {mkdir, mkdtemp, readFile, readdir, rm, writeFile} from 'node:fs/promises';
 import {tmpdir} from 'node:os';
 import path from 'node:path';
@@ -573,4 +574,27 @@ test('a reader created before ready still gets every byte', async t => {
 	await settle();
 	const collector = new Collector(stream);
 	t.true((await collector.finished).equals(data));
+});
+
+test('a reader that is not consumed does not buffer ahead of its client while the fill runs on', async t => {
+	const data = bytes(16 * 1024 * 1024 + 3);
+	const digest = digestOf(data);
+	const h = await harness(t, data.length);
+	const {fill} = h.fills.join(digest, h.store, h.open, h.commit);
+	await fill.ready;
+	const stalled = fill.createReader();
+	stalled.pause();
+	stalled.read(0); // ask once, as a client that then stops reading would
+	for (let offset = 0; offset < data.length; offset += 256 * 1024) {
+		h.body.push(data.subarray(offset, Math.min(offset + 256 * 1024, data.length)));
+		await sleep(1);
+	}
+
+	h.body.end();
+	await fill.done;
+	await sleep(20);
+	t.true(stalled.readableLength <= 2 * 1024 * 1024, `the stalled reader holds ${stalled.readableLength} bytes`);
+	const collector = new Collector(stalled);
+	stalled.resume();
+	t.true((await collector.finished).equals(data), 'and still gets every byte once it reads');
 });
