@@ -192,7 +192,13 @@ function requestLog(registry: Registry) {
 			await next();
 		} finally {
 			const kind = ctx.path.includes('/blobs/') ? 'blob' : ctx.path.includes('/manifests/') ? 'manifest' : undefined;
+			let recorded = false;
 			const done = (complete: boolean) => {
+				if (recorded) {
+					return;
+				}
+
+				recorded = true;
 				const route = (ctx['_matchedRoute'] as string | undefined) ?? 'unmatched';
 				metrics.requests.inc({route, method: ctx.method, status: String(ctx.status)});
 				if (complete && kind && ctx.method === 'GET' && ctx.status < 300 && typeof ctx.length === 'number') {
@@ -205,14 +211,13 @@ function requestLog(registry: Registry) {
 				);
 			};
 
+			// 'finish' (the last byte handed to the kernel) comes before the client can have it all,
+			// so a client that reads /metrics after a download sees the download counted.
 			if (ctx.res.writableFinished) {
 				done(true);
 			} else {
-				let finished = false;
-				ctx.res.once('finish', () => {
-					finished = true;
-				});
-				ctx.res.once('close', () => done(finished));
+				ctx.res.once('finish', () => done(true));
+				ctx.res.once('close', () => done(false));
 			}
 		}
 	};
