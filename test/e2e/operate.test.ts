@@ -38,7 +38,12 @@ test('metrics count hits, misses, bytes and upstream requests; healthz and ready
 
 	await pullAll(mirror.url, 'library/metered', image);
 	await pullAll(mirror.url, 'library/metered', image);
-	const metrics = await (await fetch(`${mirror.url}/metrics`)).text();
+	// A response is counted once the server has finished it, which can be a moment after the client has every byte.
+	let metrics = '';
+	await waitFor(async () => {
+		metrics = await (await fetch(`${mirror.url}/metrics`)).text();
+		return sample(metrics, 'registry_mirror_served_bytes_total', {kind: 'blob'}) >= 2 * blobBytes;
+	}, 'the served bytes to be counted', 10_000);
 	t.is(sample(metrics, 'registry_mirror_cache_requests_total', {kind: 'blob', outcome: 'miss'}), 3);
 	t.is(sample(metrics, 'registry_mirror_cache_requests_total', {kind: 'blob', outcome: 'hit'}), 3);
 	t.is(sample(metrics, 'registry_mirror_cache_requests_total', {kind: 'manifest', outcome: 'miss'}), 1);
