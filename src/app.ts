@@ -205,6 +205,10 @@ function requestLog(registry: Registry) {
 					metrics.bytesServed.inc({kind}, ctx.length);
 				}
 
+				if (!log.isLevelEnabled('info')) {
+					return;
+				}
+
 				log.info(
 					{id, method: ctx.method, path: ctx.path, status: ctx.status, ms: Math.round(performance.now() - started), bytes: ctx.length, complete, user: ctx.state['user']},
 					'request',

@@ -57,8 +57,8 @@ program
 	.description('list repositories with their tags, size and last pull')
 	.addOption(configOption())
 	.option('--json', 'print JSON', false)
-	.action((options: {config?: string; json: boolean}) => {
-		process.exitCode = ls(config(options), options);
+	.action(async (options: {config?: string; json: boolean}) => {
+		process.exitCode = await ls(config(options), options);
 	});
 
 program
@@ -66,8 +66,8 @@ program
 	.description('print store totals: repositories, blobs, cached bytes against the quota, pushed bytes')
 	.addOption(configOption())
 	.option('--json', 'print JSON', false)
-	.action((options: {config?: string; json: boolean}) => {
-		process.exitCode = stats(config(options), options);
+	.action(async (options: {config?: string; json: boolean}) => {
+		process.exitCode = await stats(config(options), options);
 	});
 
 program

@@ -71,3 +71,13 @@ export class NamespaceRouter {
 		return {kind: 'cached', upstream, remoteName, repo: {registry: upstream.name, name: remoteName}, clientName};
 	}
 }
+
+/** The name a client uses for a repository: cached ones under their upstream unless a rule routes the bare name there. */
+export function clientName(repo: RepoKey, namespaces: Config['namespaces']): string {
+	if (repo.registry === LOCAL_REGISTRY) {
+		return repo.name;
+	}
+
+	const rule = namespaces.find(entry => repo.name.startsWith(entry.prefix));
+	return rule && 'upstream' in rule && rule.upstream === repo.registry ? repo.name : `${repo.registry}/${repo.name}`;
+}

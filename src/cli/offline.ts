@@ -10,9 +10,12 @@ import {silentLogger} from '../log.js';
 import {FsBlobStore} from '../store/blob-store.js';
 import {Maintenance} from '../store/maintenance.js';
 import {SqliteMetadataStore} from '../store/sqlite.js';
-import {clientName} from '../http/discovery.js';
+import {clientName} from '../namespaces.js';
 
-function open(config: Config) {
+type Stores = {metadata: SqliteMetadataStore; maintenance: Maintenance};
+
+/** Opens the stores of `config`, runs `use`, and closes them again. */
+async function withStores<T>(config: Config, use: (stores: Stores) => T | Promise<T>): Promise<T> {
 	if (!existsSync(path.join(config.storage.dir, 'mirror.db'))) {
 		throw new ConfigError(`config: storage.dir: no store at ${config.storage.dir} (nothing has been served from it yet)`);
 	}
@@ -20,7 +23,11 @@ function open(config: Config) {
 	const blobs = new FsBlobStore(config.storage.dir);
 	const metadata = new SqliteMetadataStore(path.join(config.storage.dir, 'mirror.db'));
 	const maintenance = new Maintenance(metadata, blobs, undefined, silentLogger(), config.storage.maxSize);
-	return {blobs, metadata, maintenance};
+	try {
+		return await use({metadata, maintenance});
+	} finally {
+		metadata.close();
+	}
 }
 
 export function formatBytes(bytes: number): string {
@@ -36,8 +43,7 @@ export function formatBytes(bytes: number): string {
 }
 
 export async function verify(config: Config, options: {delete: boolean}): Promise<number> {
-	const {maintenance, metadata} = open(config);
-	try {
+	return withStores(config, async ({maintenance}) => {
 		const report = await maintenance.verify({remove: options.delete});
 		for (const entry of report.bad) {
 			process.stdout.write(`bad      ${entry.digest} (content is ${entry.actual})${options.delete ? ': removed' : ''}\n`);
@@ -58,14 +64,11 @@ export async function verify(config: Config, options: {delete: boolean}): Promis
 		}
 
 		return problems > 0 && !options.delete ? 1 : 0;
-	} finally {
-		metadata.close();
-	}
+	});
 }
 
 export async function gc(config: Config, options: {dryRun: boolean; graceMs?: number}): Promise<number> {
-	const {maintenance, metadata} = open(config);
-	try {
+	return withStores(config, async ({maintenance}) => {
 		const report = await maintenance.gc({dryRun: options.dryRun, graceMs: options.graceMs});
 		const verb = options.dryRun ? 'would remove' : 'removed';
 		for (const blob of report.blobs) {
@@ -74,14 +77,11 @@ export async function gc(config: Config, options: {dryRun: boolean; graceMs?: nu
 
 		process.stdout.write(`${verb} ${report.manifests.length} manifests and ${report.blobs.length} blobs, ${formatBytes(report.freedBytes)}\n`);
 		return 0;
-	} finally {
-		metadata.close();
-	}
+	});
 }
 
-export function ls(config: Config, options: {json: boolean}): number {
-	const {metadata} = open(config);
-	try {
+export async function ls(config: Config, options: {json: boolean}): Promise<number> {
+	return withStores(config, async ({metadata}) => {
 		const repos = metadata.describeRepositories().map(repo => ({
 			repository: clientName(repo, config.namespaces),
 			kind: repo.registry === '' ? 'pushed' : `cached from ${repo.registry}`,
@@ -101,14 +101,11 @@ export function ls(config: Config, options: {json: boolean}): number {
 		}
 
 		return 0;
-	} finally {
-		metadata.close();
-	}
+	});
 }
 
-export function stats(config: Config, options: {json: boolean}): number {
-	const {metadata} = open(config);
-	try {
+export async function stats(config: Config, options: {json: boolean}): Promise<number> {
+	return withStores(config, async ({metadata}) => {
 		const repos = metadata.describeRepositories();
 		const summary = {
 			repositories: repos.length,
@@ -133,7 +130,5 @@ export function stats(config: Config, options: {json: boolean}): number {
 			].join('\n') + '\n',
 		);
 		return 0;
-	} finally {
-		metadata.close();
-	}
+	});
 }

@@ -1,10 +1,18 @@
 import {type Context} from 'koa';
-import {parseDigest} from '../v2/grammar.js';
-import {type HandlerDeps, notify, readService, targetOf, writableTargetOf} from './context.js';
+import {type Digest, parseDigest} from '../v2/grammar.js';
+import {type HandlerDeps, notify, params, readService, respondEmpty, targetOf, writableTargetOf} from './context.js';
 import {parseRange} from './range.js';
 
-function digestParam(ctx: Context) {
-	return parseDigest((ctx['params'] as Record<string, string>)['digest'] ?? '');
+function digestParam(ctx: Context): Digest {
+	return parseDigest(params(ctx)['digest'] ?? '');
+}
+
+/** What a HEAD and a GET of a blob both say about it. */
+function blobHeaders(ctx: Context, digest: Digest): void {
+	ctx.set('Content-Type', 'application/octet-stream');
+	ctx.set('Docker-Content-Digest', digest.value);
+	ctx.set('Accept-Ranges', 'bytes');
+	ctx.set('ETag', `"${digest.value}"`);
 }
 
 export function headBlob(deps: HandlerDeps) {
@@ -13,11 +21,8 @@ export function headBlob(deps: HandlerDeps) {
 		const digest = digestParam(ctx);
 		const size = await readService(deps, target).statBlob(target, digest);
 		ctx.status = 200;
-		ctx.set('Content-Type', 'application/octet-stream');
+		blobHeaders(ctx, digest);
 		ctx.set('Content-Length', String(size));
-		ctx.set('Docker-Content-Digest', digest.value);
-		ctx.set('Accept-Ranges', 'bytes');
-		ctx.set('ETag', `"${digest.value}"`);
 	};
 }
 
@@ -28,10 +33,7 @@ export function getBlob(deps: HandlerDeps) {
 		const blob = await readService(deps, target).getBlob(target, digest);
 		notify(ctx, deps, 'pull', {repository: target.clientName, digest: digest.value, mediaType: 'application/octet-stream', size: blob.size});
 		const range = blob.size === undefined ? undefined : parseRange(ctx.get('range') || undefined, blob.size);
-		ctx.set('Content-Type', 'application/octet-stream');
-		ctx.set('Docker-Content-Digest', digest.value);
-		ctx.set('ETag', `"${digest.value}"`);
-		ctx.set('Accept-Ranges', 'bytes');
+		blobHeaders(ctx, digest);
 		ctx.set('Cache-Control', 'max-age=31536000, immutable');
 		if (range && blob.size !== undefined) {
 			ctx.status = 206;
@@ -58,8 +60,6 @@ export function deleteBlob(deps: HandlerDeps) {
 		const digest = digestParam(ctx);
 		deps.writer.deleteBlob(target, digest);
 		notify(ctx, deps, 'delete', {repository: target.clientName, digest: digest.value});
-		ctx.status = 202;
-		ctx.body = null;
-		ctx.status = 202;
+		respondEmpty(ctx, 202);
 	};
 }

@@ -41,14 +41,28 @@ export function notify(ctx: Context, deps: HandlerDeps, action: EventAction, tar
 	);
 }
 
+/** A query parameter given once, or undefined. */
+export function queryParam(ctx: Context, name: string): string | undefined {
+	const value = ctx.query[name];
+	return typeof value === 'string' ? value : undefined;
+}
+
+/**
+ * A response without a body. Koa turns `body = null` into a 204, so the
+ * status is set after it.
+ */
+export function respondEmpty(ctx: Context, status: number): void {
+	ctx.body = null;
+	ctx.status = status;
+}
+
 export function params(ctx: Context): Record<string, string> {
 	return (ctx['params'] as Record<string, string> | undefined) ?? {};
 }
 
 export function targetOf(ctx: Context, deps: HandlerDeps): Target {
 	const name = parseName(params(ctx)['name'] ?? '');
-	const ns = typeof ctx.query['ns'] === 'string' ? ctx.query['ns'] : undefined;
-	return deps.namespaces.resolve(name, ns);
+	return deps.namespaces.resolve(name, queryParam(ctx, 'ns'));
 }
 
 /** The target of a write: only local namespaces take pushes and deletes. */

@@ -1,22 +1,12 @@
 /** _catalog and the OCI 1.1 referrers API. */
 import {type Context} from 'koa';
-import {LOCAL_REGISTRY, type RepoKey} from '../store/metadata.js';
 import {type Config} from '../config/load.js';
+import {clientName} from '../namespaces.js';
 import {paginate, parsePage} from '../v2/pagination.js';
 import {parseDigest} from '../v2/grammar.js';
 import {MEDIA_TYPES} from '../v2/media-types.js';
-import {type HandlerDeps, params, targetOf} from './context.js';
+import {type HandlerDeps, params, queryParam, targetOf} from './context.js';
 import {nextLink} from './tags.js';
-
-/** The name a client uses for a repository: cached ones under their upstream unless a rule routes the bare name there. */
-export function clientName(repo: RepoKey, namespaces: Config['namespaces']): string {
-	if (repo.registry === LOCAL_REGISTRY) {
-		return repo.name;
-	}
-
-	const rule = namespaces.find(entry => repo.name.startsWith(entry.prefix));
-	return rule && 'upstream' in rule && rule.upstream === repo.registry ? repo.name : `${repo.registry}/${repo.name}`;
-}
 
 export function catalog(deps: HandlerDeps, namespaces: Config['namespaces']) {
 	return async (ctx: Context): Promise<void> => {
@@ -36,7 +26,7 @@ export function referrers(deps: HandlerDeps) {
 	return async (ctx: Context): Promise<void> => {
 		const target = targetOf(ctx, deps);
 		const subject = parseDigest(params(ctx)['digest'] ?? '');
-		const artifactType = typeof ctx.query['artifactType'] === 'string' ? ctx.query['artifactType'] : undefined;
+		const artifactType = queryParam(ctx, 'artifactType');
 		let entries = deps.metadata.listReferrers(target.repo, subject.value);
 		if (artifactType !== undefined) {
 			entries = entries.filter(entry => entry.artifactType === artifactType);

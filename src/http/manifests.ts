@@ -1,9 +1,9 @@
 import {type Context} from 'koa';
-import {MAX_MANIFEST_BYTES} from '../local/push.js';
+import {MAX_MANIFEST_BYTES} from '../v2/manifest.js';
 import {RegistryError} from '../v2/errors.js';
 import {parseAccept} from '../v2/media-types.js';
 import {parseReference} from '../v2/grammar.js';
-import {type HandlerDeps, location, notify, params, readService, targetOf, writableTargetOf} from './context.js';
+import {type HandlerDeps, location, notify, params, readService, respondEmpty, targetOf, writableTargetOf} from './context.js';
 
 export function getManifest(deps: HandlerDeps) {
 	return async (ctx: Context): Promise<void> => {
@@ -60,15 +60,13 @@ export function putManifest(deps: HandlerDeps) {
 		const reference = parseReference(params(ctx)['reference'] ?? '');
 		const content = await readBody(ctx, MAX_MANIFEST_BYTES);
 		const result = deps.writer.putManifest(target, reference, content, ctx.get('content-type') || undefined);
-		ctx.status = 201;
+		respondEmpty(ctx, 201);
 		ctx.set('Location', location(deps, `${target.clientName}/manifests/${result.digest}`));
 		ctx.set('Docker-Content-Digest', result.digest);
 		if (result.subject) {
 			ctx.set('OCI-Subject', result.subject);
 		}
 
-		ctx.body = null;
-		ctx.status = 201;
 		deps.metrics.recordPush({
 			repository: target.clientName,
 			tag: reference.kind === 'tag' ? reference.tag : undefined,
@@ -92,8 +90,6 @@ export function deleteManifest(deps: HandlerDeps) {
 		const reference = parseReference(params(ctx)['reference'] ?? '');
 		deps.writer.deleteManifest(target, reference);
 		notify(ctx, deps, 'delete', {repository: target.clientName, ...(reference.kind === 'tag' ? {tag: reference.tag} : {digest: reference.digest.value})});
-		ctx.status = 202;
-		ctx.body = null;
-		ctx.status = 202;
+		respondEmpty(ctx, 202);
 	};
 }

@@ -1,12 +1,13 @@
 import {type Context} from 'koa';
 import {parsePage} from '../v2/pagination.js';
-import {type HandlerDeps, readService, targetOf} from './context.js';
+import {type HandlerDeps, queryParam, readService, targetOf} from './context.js';
 
 /** The `Link: <...>; rel="next"` header for a paginated list, keeping `ns`. */
 export function nextLink(ctx: Context, path: string, n: number | undefined, last: string): string {
 	const query = new URLSearchParams();
-	if (typeof ctx.query['ns'] === 'string') {
-		query.set('ns', ctx.query['ns']);
+	const ns = queryParam(ctx, 'ns');
+	if (ns !== undefined) {
+		query.set('ns', ns);
 	}
 
 	if (n !== undefined) {

@@ -1,11 +1,10 @@
 /** The V2 blob upload protocol for local namespaces. */
 import {type Context} from 'koa';
 import {type ChunkRange, rangeHeader} from '../local/uploads.js';
-import {type LocalTarget} from '../namespaces.js';
-import {type Target} from '../namespaces.js';
+import {type LocalTarget, type Target} from '../namespaces.js';
 import {RegistryError} from '../v2/errors.js';
 import {parseDigest, parseName} from '../v2/grammar.js';
-import {type HandlerDeps, location, notify, params, writableTargetOf} from './context.js';
+import {type HandlerDeps, location, notify, params, queryParam, respondEmpty, writableTargetOf} from './context.js';
 
 function parseContentRange(header: string | undefined): ChunkRange | undefined {
 	if (!header) {
@@ -28,11 +27,9 @@ function sessionHeaders(ctx: Context, deps: HandlerDeps, target: LocalTarget, id
 
 function blobCreated(ctx: Context, deps: HandlerDeps, target: LocalTarget, digest: string, size?: number): void {
 	notify(ctx, deps, 'push', {repository: target.clientName, digest, mediaType: 'application/octet-stream', ...(size === undefined ? {} : {size})});
-	ctx.status = 201;
+	respondEmpty(ctx, 201);
 	ctx.set('Location', location(deps, `${target.clientName}/blobs/${digest}`));
 	ctx.set('Docker-Content-Digest', digest);
-	ctx.body = null;
-	ctx.status = 201;
 }
 
 function hasBody(ctx: Context): boolean {
@@ -43,11 +40,11 @@ function hasBody(ctx: Context): boolean {
 export function startUpload(deps: HandlerDeps) {
 	return async (ctx: Context): Promise<void> => {
 		const target = writableTargetOf(ctx, deps);
-		const mount = typeof ctx.query['mount'] === 'string' ? ctx.query['mount'] : undefined;
+		const mount = queryParam(ctx, 'mount');
 		if (mount !== undefined) {
 			const digest = parseDigest(mount);
 			let from: Target | undefined;
-			const fromName = typeof ctx.query['from'] === 'string' ? ctx.query['from'] : undefined;
+			const fromName = queryParam(ctx, 'from');
 			try {
 				from = fromName ? deps.namespaces.resolve(parseName(fromName)) : undefined;
 			} catch {
@@ -60,7 +57,7 @@ export function startUpload(deps: HandlerDeps) {
 			}
 		}
 
-		const digestParam = typeof ctx.query['digest'] === 'string' ? ctx.query['digest'] : undefined;
+		const digestParam = queryParam(ctx, 'digest');
 		if (digestParam !== undefined) {
 			const digest = parseDigest(digestParam);
 			const size = await deps.uploads.monolithic(target.repo, digest, ctx.req);
@@ -69,9 +66,7 @@ export function startUpload(deps: HandlerDeps) {
 		}
 
 		const upload = await deps.uploads.start(target.repo);
-		ctx.status = 202;
-		ctx.body = null;
-		ctx.status = 202;
+		respondEmpty(ctx, 202);
 		sessionHeaders(ctx, deps, target, upload.id, 0);
 		ctx.set('Content-Length', '0');
 	};
@@ -91,9 +86,7 @@ export function patchUpload(deps: HandlerDeps) {
 		const target = writableTargetOf(ctx, deps);
 		const range = parseContentRange(ctx.get('content-range') || undefined);
 		const upload = await deps.uploads.append(target.repo, params(ctx)['uuid'] ?? '', ctx.req, range);
-		ctx.status = 202;
-		ctx.body = null;
-		ctx.status = 202;
+		respondEmpty(ctx, 202);
 		sessionHeaders(ctx, deps, target, upload.id, upload.size);
 		ctx.set('Content-Length', '0');
 	};
@@ -102,7 +95,7 @@ export function patchUpload(deps: HandlerDeps) {
 export function finishUpload(deps: HandlerDeps) {
 	return async (ctx: Context): Promise<void> => {
 		const target = writableTargetOf(ctx, deps);
-		const digestParam = typeof ctx.query['digest'] === 'string' ? ctx.query['digest'] : undefined;
+		const digestParam = queryParam(ctx, 'digest');
 		if (digestParam === undefined) {
 			throw new RegistryError('DIGEST_INVALID', {message: 'the digest query parameter is required to complete an upload'});
 		}

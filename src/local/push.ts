@@ -9,8 +9,6 @@ import {RegistryError} from '../v2/errors.js';
 import {type Digest, type Reference, parseDigest} from '../v2/grammar.js';
 import {MEDIA_TYPES} from '../v2/media-types.js';
 
-export const MAX_MANIFEST_BYTES = 4 * 1024 * 1024;
-
 const PUSHABLE: ReadonlySet<string> = new Set([
 	MEDIA_TYPES.dockerManifest,
 	MEDIA_TYPES.dockerManifestList,

@@ -3,9 +3,9 @@ import {type LocalTarget} from '../namespaces.js';
 import {type BlobResult, type ManifestResult, type ReadService, type TagList, type TagPage} from '../services.js';
 import {type AccessRecorder} from '../store/access.js';
 import {type BlobStore} from '../store/blob-store.js';
-import {type MetadataStore} from '../store/metadata.js';
+import {type ManifestRecord, type MetadataStore} from '../store/metadata.js';
 import {RegistryError} from '../v2/errors.js';
-import {type Digest, type Reference, parseDigest} from '../v2/grammar.js';
+import {type Digest, type Reference} from '../v2/grammar.js';
 import {paginate} from '../v2/pagination.js';
 import {negotiate} from '../proxy/service.js';
 
@@ -17,26 +17,22 @@ export class LocalService implements ReadService<LocalTarget> {
 	) {}
 
 	async getManifest(target: LocalTarget, reference: Reference, accept: string[]): Promise<ManifestResult> {
-		const byDigest = async (digest: Digest): Promise<ManifestResult> => {
-			const manifest = this.metadata.hasRepoManifest(target.repo, digest.value) ? this.metadata.getManifest(digest.value) : undefined;
-			if (!manifest) {
-				throw new RegistryError('MANIFEST_UNKNOWN', {detail: {digest: digest.value}});
-			}
+		const byDigest = async (digest: Digest): Promise<ManifestResult> =>
+			this.#found(this.metadata.getRepoManifest(target.repo, digest.value), {digest: digest.value});
+		const result =
+			reference.kind === 'digest'
+				? await byDigest(reference.digest)
+				: this.#found(this.metadata.getTaggedManifest(target.repo, reference.tag)?.manifest, {tag: reference.tag});
+		return negotiate(result, accept, byDigest);
+	}
 
-			this.access.touch('manifest', manifest.digest);
-			return {manifest};
-		};
-
-		if (reference.kind === 'digest') {
-			return negotiate(await byDigest(reference.digest), accept, byDigest);
+	#found(manifest: ManifestRecord | undefined, detail: Record<string, string>): ManifestResult {
+		if (!manifest) {
+			throw new RegistryError('MANIFEST_UNKNOWN', {detail});
 		}
 
-		const tag = this.metadata.getTag(target.repo, reference.tag);
-		if (!tag) {
-			throw new RegistryError('MANIFEST_UNKNOWN', {detail: {tag: reference.tag}});
-		}
-
-		return negotiate(await byDigest(parseDigest(tag.digest)), accept, byDigest);
+		this.access.touch('manifest', manifest.digest);
+		return {manifest};
 	}
 
 	async statBlob(target: LocalTarget, digest: Digest): Promise<number> {

@@ -36,10 +36,11 @@ export class UploadService {
 
 	async start(repo: RepoKey): Promise<UploadRecord> {
 		const id = randomUUID();
+		const now = this.#now();
 		await this.blobs.createUpload(id);
-		this.metadata.createUpload({id, repo, now: this.#now()});
+		this.metadata.createUpload({id, repo, now});
 		this.#hashes.set(id, {hash: createHash('sha256'), offset: 0});
-		return this.#record(id);
+		return {id, repo, size: 0, createdAt: now, updatedAt: now};
 	}
 
 	async status(repo: RepoKey, id: string): Promise<UploadRecord> {
@@ -191,15 +192,6 @@ export class UploadService {
 		}
 
 		return hash.digest('hex');
-	}
-
-	async #record(id: string): Promise<UploadRecord> {
-		const upload = this.metadata.getUpload(id);
-		if (!upload) {
-			throw new RegistryError('BLOB_UPLOAD_UNKNOWN', {detail: {uuid: id}});
-		}
-
-		return upload;
 	}
 
 	/** One request at a time per session: chunks must land in order. */

@@ -11,7 +11,7 @@ import {type UpstreamClient, pullScope} from '../upstream/client.js';
 import {RegistryError} from '../v2/errors.js';
 import {type Digest} from '../v2/grammar.js';
 import {type FillRegistry, type FillSource} from './blob-fill.js';
-import {isUpstreamFailure} from './manifests.js';
+import {checkUpstreamStatus, isUpstreamFailure} from './upstream-status.js';
 
 export type ProxyBlobDeps = {
 	metadata: MetadataStore;
@@ -36,7 +36,8 @@ export class ProxyBlobs {
 
 	/** A committed blob this repository may read, or undefined. */
 	async #local(target: CachedTarget, digest: Digest): Promise<number | undefined> {
-		const record = this.deps.metadata.getBlob(digest.value);
+		const {metadata} = this.deps;
+		const record = metadata.getBlobFor(target.repo, digest.value);
 		if (!record) {
 			return undefined;
 		}
@@ -44,12 +45,11 @@ export class ProxyBlobs {
 		const size = await this.deps.blobs.size(digest);
 		if (size === undefined) {
 			// The row outlived its file (deleted by hand, or a crash between the two): forget it and fetch again.
-			this.deps.metadata.deleteBlobRecord(digest.value);
+			metadata.deleteBlobRecord(digest.value);
 			return undefined;
 		}
 
-		const {metadata} = this.deps;
-		if (!metadata.hasRepoBlob(target.repo, digest.value)) {
+		if (!record.linked) {
 			// Known under this upstream (its registries share layers across repositories) or confirmed by a HEAD.
 			if (!metadata.registryHasBlob(target.repo.registry, digest.value) && !(await this.#upstreamHas(target, digest))) {
 				return undefined;
@@ -84,7 +84,7 @@ export class ProxyBlobs {
 			return undefined;
 		}
 
-		checkBlobStatus(response.status, target);
+		checkUpstreamStatus(response.status, target, () => blobUnknown(digest, target));
 		const length = Number(response.headers['content-length']);
 		return Number.isSafeInteger(length) && length >= 0 ? length : undefined;
 	}
@@ -156,30 +156,13 @@ export class ProxyBlobs {
 			scope: pullScope(target.remoteName),
 			kind: 'blob',
 		});
-		if (response.status !== 200) {
-			if (response.status === 404) {
-				throw new RegistryError('BLOB_UNKNOWN', {detail: {digest: digest.value, upstream: target.upstream.name}});
-			}
-
-			checkBlobStatus(response.status, target);
-		}
+		checkUpstreamStatus(response.status, target, () => blobUnknown(digest, target));
 
 		const length = Number(response.headers['content-length']);
 		return {size: Number.isSafeInteger(length) && length >= 0 ? length : undefined, body: response.body};
 	}
 }
 
-function checkBlobStatus(status: number, target: CachedTarget): void {
-	if (status === 200) {
-		return;
-	}
-
-	if (status === 401 || status === 403) {
-		throw new RegistryError('NAME_UNKNOWN', {
-			message: 'the upstream denied access to this repository',
-			detail: {upstream: target.upstream.name, repository: target.remoteName, status},
-		});
-	}
-
-	throw new RegistryError('UNAVAILABLE', {status: 502, message: `upstream ${target.upstream.name} answered ${status}`});
+function blobUnknown(digest: Digest, target: CachedTarget): RegistryError {
+	return new RegistryError('BLOB_UNKNOWN', {detail: {digest: digest.value, upstream: target.upstream.name}});
 }

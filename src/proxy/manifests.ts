@@ -9,15 +9,17 @@ import {LRUCache} from 'lru-cache';
 import {type CachedTarget} from '../namespaces.js';
 import {type ManifestResult} from '../services.js';
 import {type AccessRecorder} from '../store/access.js';
-import {type ManifestRecord, type MetadataStore} from '../store/metadata.js';
+import {type ManifestRecord, type MetadataStore, type TagRecord} from '../store/metadata.js';
 import {type UpstreamClient, pullScope} from '../upstream/client.js';
 import {RegistryError} from '../v2/errors.js';
 import {type Digest, type Reference} from '../v2/grammar.js';
 import {MANIFEST_ACCEPT, detectManifestType} from '../v2/media-types.js';
-import {manifestReferences} from '../v2/manifest.js';
+import {MAX_MANIFEST_BYTES, manifestReferences} from '../v2/manifest.js';
 import {type Logger} from '../log.js';
+import {checkUpstreamStatus, isUpstreamFailure} from './upstream-status.js';
 
-export const MAX_MANIFEST_BYTES = 4 * 1024 * 1024;
+type TaggedManifest = TagRecord & {manifest: ManifestRecord};
+type Fetched = {manifest: ManifestRecord; references: string[]};
 
 /** How long an upstream 404 is remembered, so a typo does not hammer the upstream. */
 export const NEGATIVE_TTL_MS = 5000;
@@ -42,15 +44,21 @@ export class ProxyManifests {
 	}
 
 	async get(target: CachedTarget, reference: Reference): Promise<ManifestResult> {
-		const key = `${target.repo.registry}\n${target.repo.name}\n${reference.kind === 'tag' ? reference.tag : reference.digest.value}`;
 		// A cached digest, or a tag within its TTL, needs no coordination.
-		const quick = reference.kind === 'digest' ? this.#localByDigest(target, reference.digest) : this.#freshTag(target, reference.tag);
+		const tagged = reference.kind === 'tag' ? this.deps.metadata.getTaggedManifest(target.repo, reference.tag) : undefined;
+		const quick =
+			reference.kind === 'digest'
+				? this.deps.metadata.getRepoManifest(target.repo, reference.digest.value)
+				: tagged && this.#isFresh(target, tagged)
+					? tagged.manifest
+					: undefined;
 		if (quick) {
 			this.deps.access.touch('manifest', quick.digest);
 			this.deps.onResult?.(target.upstream.name, 'hit');
 			return {manifest: quick};
 		}
 
+		const key = `${target.repo.registry}\n${target.repo.name}\n${reference.kind === 'tag' ? reference.tag : reference.digest.value}`;
 		const missing = this.#missing.get(key);
 		if (missing) {
 			throw missing;
@@ -58,7 +66,7 @@ export class ProxyManifests {
 
 		let pending = this.#inflight.get(key);
 		if (!pending) {
-			pending = (reference.kind === 'digest' ? this.#byDigest(target, reference.digest) : this.#byTag(target, reference.tag))
+			pending = (reference.kind === 'digest' ? this.#byDigest(target, reference.digest) : this.#byTag(target, reference.tag, tagged))
 				.catch((error: unknown) => {
 					if (error instanceof RegistryError && error.code === 'MANIFEST_UNKNOWN' && !target.upstream.offline) {
 						this.#missing.set(key, error);
@@ -73,21 +81,8 @@ export class ProxyManifests {
 		return pending;
 	}
 
-	#localByDigest(target: CachedTarget, digest: Digest): ManifestRecord | undefined {
-		return this.deps.metadata.hasRepoManifest(target.repo, digest.value) ? this.deps.metadata.getManifest(digest.value) : undefined;
-	}
-
-	#freshTag(target: CachedTarget, tag: string): ManifestRecord | undefined {
-		const record = this.deps.metadata.getTag(target.repo, tag);
-		if (!record) {
-			return undefined;
-		}
-
-		if (target.upstream.offline || this.#now() - record.checkedAt < target.upstream.tagTtlMs) {
-			return this.deps.metadata.getManifest(record.digest);
-		}
-
-		return undefined;
+	#isFresh(target: CachedTarget, tagged: TaggedManifest): boolean {
+		return target.upstream.offline || this.#now() - tagged.checkedAt < target.upstream.tagTtlMs;
 	}
 
 	async #byDigest(target: CachedTarget, digest: Digest): Promise<ManifestResult> {
@@ -101,10 +96,10 @@ export class ProxyManifests {
 		}
 
 		try {
-			const manifest = await this.#fetch(target, digest.value, digest);
-			this.#store(target, manifest);
+			const fetched = await this.#fetch(target, digest.value, digest);
+			this.#store(target, fetched);
 			this.deps.onResult?.(target.upstream.name, 'miss');
-			return {manifest};
+			return {manifest: fetched.manifest};
 		} catch (error) {
 			// The bytes are immutable and already verified: any repository may have them when the upstream cannot answer.
 			if (known && isUpstreamFailure(error)) {
@@ -115,9 +110,9 @@ export class ProxyManifests {
 		}
 	}
 
-	async #byTag(target: CachedTarget, tag: string): Promise<ManifestResult> {
-		const record = this.deps.metadata.getTag(target.repo, tag);
-		const cached = record ? this.deps.metadata.getManifest(record.digest) : undefined;
+	/** `tagged` is what the cache held when the request came in (stale, or absent). */
+	async #byTag(target: CachedTarget, tag: string, tagged: TaggedManifest | undefined): Promise<ManifestResult> {
+		const cached = tagged?.manifest;
 		if (target.upstream.offline) {
 			if (cached) {
 				return {manifest: cached};
@@ -127,9 +122,9 @@ export class ProxyManifests {
 		}
 
 		try {
-			if (record && cached) {
+			if (cached) {
 				const current = await this.#head(target, tag);
-				if (current === record.digest) {
+				if (current === cached.digest) {
 					this.deps.metadata.markTagChecked(target.repo, tag, this.#now());
 					this.deps.access.touch('manifest', cached.digest);
 					this.deps.onResult?.(target.upstream.name, 'revalidated');
@@ -137,10 +132,10 @@ export class ProxyManifests {
 				}
 			}
 
-			const manifest = await this.#fetch(target, tag, undefined);
-			this.#store(target, manifest, tag);
+			const fetched = await this.#fetch(target, tag, undefined);
+			this.#store(target, fetched, tag);
 			this.deps.onResult?.(target.upstream.name, 'miss');
-			return {manifest};
+			return {manifest: fetched.manifest};
 		} catch (error) {
 			if (cached && isUpstreamFailure(error)) {
 				return this.#stale(target, cached, error);
@@ -166,18 +161,19 @@ export class ProxyManifests {
 			accept: MANIFEST_ACCEPT,
 			kind: 'manifest',
 		});
-		this.#checkStatus(response.status, target);
+		checkUpstreamStatus(response.status, target, () => this.#unknown(target));
 		const digest = response.headers['docker-content-digest'];
 		return typeof digest === 'string' ? digest : undefined;
 	}
 
-	async #fetch(target: CachedTarget, reference: string, expected: Digest | undefined): Promise<ManifestRecord> {
+	/** Fetches, verifies and parses a manifest once: its record and what it references. */
+	async #fetch(target: CachedTarget, reference: string, expected: Digest | undefined): Promise<Fetched> {
 		const response = await this.#client(target).request('GET', `/v2/${target.remoteName}/manifests/${reference}`, {
 			scope: pullScope(target.remoteName),
 			accept: MANIFEST_ACCEPT,
 			kind: 'manifest',
 		});
-		this.#checkStatus(response.status, target);
+		checkUpstreamStatus(response.status, target, () => this.#unknown(target));
 		const content = response.body;
 		if (content.length > MAX_MANIFEST_BYTES) {
 			throw new RegistryError('MANIFEST_INVALID', {status: 502, message: 'upstream manifest is larger than 4 MiB'});
@@ -207,43 +203,18 @@ export class ProxyManifests {
 			throw new RegistryError('MANIFEST_INVALID', {status: 502, message: 'upstream manifest has no media type'});
 		}
 
-		return {digest, mediaType, content};
+		return {manifest: {digest, mediaType, content}, references: manifestReferences(parsed)};
 	}
 
-	#store(target: CachedTarget, manifest: ManifestRecord, tag?: string): void {
-		let references: string[] = [];
-		try {
-			references = manifestReferences(JSON.parse(manifest.content.toString('utf8')));
-		} catch {}
-
+	#store(target: CachedTarget, {manifest, references}: Fetched, tag?: string): void {
 		this.deps.metadata.putManifest({repo: target.repo, manifest, tag, pushed: false, references, now: this.#now()});
 	}
 
-	#checkStatus(status: number, target: CachedTarget): void {
-		if (status === 200) {
-			return;
-		}
-
-		if (status === 404) {
-			throw new RegistryError('MANIFEST_UNKNOWN', {detail: {upstream: target.upstream.name, repository: target.remoteName}});
-		}
-
-		if (status === 401 || status === 403) {
-			throw new RegistryError('NAME_UNKNOWN', {
-				message: 'the upstream denied access to this repository',
-				detail: {upstream: target.upstream.name, repository: target.remoteName, status},
-			});
-		}
-
-		throw new RegistryError('UNAVAILABLE', {status: 502, message: `upstream ${target.upstream.name} answered ${status}`});
+	#unknown(target: CachedTarget): RegistryError {
+		return new RegistryError('MANIFEST_UNKNOWN', {detail: {upstream: target.upstream.name, repository: target.remoteName}});
 	}
 
 	#client(target: CachedTarget): UpstreamClient {
 		return this.deps.upstream(target.upstream.name);
 	}
-}
-
-/** Errors that mean "the upstream could not answer", as opposed to an authoritative answer like 404. */
-export function isUpstreamFailure(error: unknown): boolean {
-	return error instanceof RegistryError && (error.code === 'UNAVAILABLE' || error.code === 'TOOMANYREQUESTS');
 }

@@ -9,7 +9,8 @@ import {indexChildren} from '../v2/manifest.js';
 import {accepts, isIndexType} from '../v2/media-types.js';
 import {paginate} from '../v2/pagination.js';
 import {type ProxyBlobs} from './blobs.js';
-import {type ProxyManifests, isUpstreamFailure} from './manifests.js';
+import {type ProxyManifests} from './manifests.js';
+import {checkUpstreamStatus, isUpstreamFailure} from './upstream-status.js';
 
 export class ProxyService implements ReadService<CachedTarget> {
 	constructor(
@@ -49,13 +50,11 @@ export class ProxyService implements ReadService<CachedTarget> {
 					kind: 'tags',
 					searchParams,
 				});
-				if (response.status === 404 || response.status === 401 || response.status === 403) {
-					throw new RegistryError('NAME_UNKNOWN', {detail: {upstream: target.upstream.name, repository: target.remoteName}});
-				}
-
-				if (response.status !== 200) {
-					throw new RegistryError('UNAVAILABLE', {status: 502, message: `upstream answered ${response.status}`});
-				}
+				checkUpstreamStatus(
+					response.status,
+					target,
+					() => new RegistryError('NAME_UNKNOWN', {detail: {upstream: target.upstream.name, repository: target.remoteName}}),
+				);
 
 				const body = JSON.parse(response.body.toString('utf8')) as {tags?: unknown};
 				const tags = Array.isArray(body.tags) ? body.tags.filter((tag): tag is string => typeof tag === 'string') : [];

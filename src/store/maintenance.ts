@@ -45,18 +45,22 @@ export class Maintenance {
 			return result;
 		}
 
-		this.access?.flush();
-		const over = () => this.metadata.cachedBytes() + incoming > this.maxSize!;
-		// Blobs no manifest references go first (a blob fetched alone, or left over).
-		if (over()) {
-			for (const blob of this.metadata.unreferencedCachedBlobs(this.now() - 60_000)) {
-				if (!over()) {
-					break;
-				}
+		let cached = this.metadata.cachedBytes();
+		const over = () => cached + incoming > this.maxSize!;
+		if (!over()) {
+			return result;
+		}
 
-				await this.#removeBlobs([blob]);
-				result.freedBytes += blob.size;
+		this.access?.flush(); // the LRU order needs the latest access times
+		// Blobs no manifest references go first (a blob fetched alone, or left over).
+		for (const blob of this.metadata.unreferencedCachedBlobs(this.now() - 60_000)) {
+			if (!over()) {
+				break;
 			}
+
+			await this.#removeBlobs([blob]);
+			result.freedBytes += blob.size;
+			cached -= blob.size;
 		}
 
 		while (over()) {
@@ -69,10 +73,11 @@ export class Maintenance {
 			await this.#removeFiles(removed.map(blob => blob.digest));
 			result.manifests++;
 			result.freedBytes += removed.reduce((sum, blob) => sum + blob.size, 0);
+			cached = this.metadata.cachedBytes(); // the manifest's own bytes went too
 		}
 
 		if (result.manifests > 0 || result.freedBytes > 0) {
-			this.log.info({...result, maxSize: this.maxSize, cachedBytes: this.metadata.cachedBytes()}, 'evicted cached content to stay under the quota');
+			this.log.info({...result, maxSize: this.maxSize, cachedBytes: cached}, 'evicted cached content to stay under the quota');
 		}
 
 		return result;

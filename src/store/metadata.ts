@@ -39,13 +39,19 @@ export type ReferrerRecord = {
 
 export interface MetadataStore {
 	getTag(repo: RepoKey, tag: string): TagRecord | undefined;
+	/** A tag with the manifest it points at, in one lookup (the read path of manifests by tag). */
+	getTaggedManifest(repo: RepoKey, tag: string): (TagRecord & {manifest: ManifestRecord}) | undefined;
 	/** Records that the upstream still has `tag` at the digest we hold. */
 	markTagChecked(repo: RepoKey, tag: string, now: number): void;
 	listTags(repo: RepoKey): string[];
 	putManifest(input: PutManifest): void;
 	getManifest(digest: string): ManifestRecord | undefined;
 	hasRepoManifest(repo: RepoKey, digest: string): boolean;
+	/** The manifest if `repo` links it, in one lookup. */
+	getRepoManifest(repo: RepoKey, digest: string): ManifestRecord | undefined;
 	getBlob(digest: string): BlobRecord | undefined;
+	/** The blob with whether `repo` links it, in one lookup (the read path of cached blobs). */
+	getBlobFor(repo: RepoKey, digest: string): (BlobRecord & {linked: boolean}) | undefined;
 	/** Whether `digest` is linked to `repo`. */
 	hasRepoBlob(repo: RepoKey, digest: string): boolean;
 	/** Whether any repository of `registry` links `digest`. */

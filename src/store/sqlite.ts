@@ -80,6 +80,22 @@ export class SqliteMetadataStore implements MetadataStore {
 		return row;
 	}
 
+	getTaggedManifest(repo: RepoKey, tag: string): (TagRecord & {manifest: ManifestRecord}) | undefined {
+		const row = this.#statement(
+			`SELECT t.digest, t.fetched_at AS fetchedAt, t.checked_at AS checkedAt, m.media_type AS mediaType, m.content
+			 FROM tags t JOIN repositories r ON r.id = t.repository_id JOIN manifests m ON m.digest = t.digest
+			 WHERE r.registry = ? AND r.name = ? AND t.tag = ?`,
+		).get(repo.registry, repo.name, tag) as (TagRecord & {mediaType: string; content: Buffer}) | undefined;
+		return (
+			row && {
+				digest: row.digest,
+				fetchedAt: row.fetchedAt,
+				checkedAt: row.checkedAt,
+				manifest: {digest: row.digest, mediaType: row.mediaType, content: row.content},
+			}
+		);
+	}
+
 	markTagChecked(repo: RepoKey, tag: string, now: number): void {
 		this.#statement(
 			`UPDATE tags SET checked_at = ?
@@ -140,11 +156,29 @@ export class SqliteMetadataStore implements MetadataStore {
 		);
 	}
 
+	getRepoManifest(repo: RepoKey, digest: string): ManifestRecord | undefined {
+		return this.#statement(
+			`SELECT m.digest, m.media_type AS mediaType, m.content
+			 FROM repository_manifests l JOIN repositories r ON r.id = l.repository_id JOIN manifests m ON m.digest = l.digest
+			 WHERE r.registry = ? AND r.name = ? AND l.digest = ?`,
+		).get(repo.registry, repo.name, digest) as ManifestRecord | undefined;
+	}
+
 	getBlob(digest: string): BlobRecord | undefined {
 		const row = this.#statement('SELECT digest, size, pushed, last_access AS lastAccess FROM blobs WHERE digest = ?').get(digest) as
 			| {digest: string; size: number; pushed: number; lastAccess: number}
 			| undefined;
 		return row && {...row, pushed: row.pushed === 1};
+	}
+
+	getBlobFor(repo: RepoKey, digest: string): (BlobRecord & {linked: boolean}) | undefined {
+		const row = this.#statement(
+			`SELECT b.digest, b.size, b.pushed, b.last_access AS lastAccess,
+				EXISTS (SELECT 1 FROM repository_blobs l JOIN repositories r ON r.id = l.repository_id
+					WHERE r.registry = ? AND r.name = ? AND l.digest = b.digest) AS linked
+			 FROM blobs b WHERE b.digest = ?`,
+		).get(repo.registry, repo.name, digest) as {digest: string; size: number; pushed: number; lastAccess: number; linked: number} | undefined;
+		return row && {...row, pushed: row.pushed === 1, linked: row.linked === 1};
 	}
 
 	hasRepoBlob(repo: RepoKey, digest: string): boolean {

@@ -1,4 +1,7 @@
-/** What a manifest body references: config, layers, child manifests, subject. */
+/** The largest manifest accepted from a client or an upstream. */
+export const MAX_MANIFEST_BYTES = 4 * 1024 * 1024;
+
+/** What a manifest body references: config, layers, blobs and child manifests. */
 type Descriptor = {digest?: unknown};
 
 function digestsOf(list: unknown): string[] {

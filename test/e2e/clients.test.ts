@@ -23,8 +23,8 @@ import {startDockerd} from '../helpers/dockerd.js';
 import {type BuiltImage, buildImage, pushImage} from '../helpers/images.js';
 import {type Mirror, startMirror} from '../helpers/mirror.js';
 import {startPodman} from '../helpers/podman.js';
-import {type ReferenceRegistry, startReferenceRegistry} from '../helpers/reference-registry.js';
-import {startTokenServer} from '../helpers/token-server.js';
+import {type ReferenceRegistry} from '../helpers/reference-registry.js';
+import {startTwoUpstreams} from '../helpers/stack.js';
 
 type Setup = {
 	hub: ReferenceRegistry;
@@ -37,12 +37,7 @@ type Setup = {
 };
 
 async function setup(t: ExecutionContext): Promise<Setup> {
-	const tokens = await startTokenServer();
-	t.teardown(async () => tokens.stop());
-	const hub = await startReferenceRegistry({tokenServer: tokens});
-	t.teardown(async () => hub.stop());
-	const gh = await startReferenceRegistry();
-	t.teardown(async () => gh.stop());
+	const {hub, gh} = await startTwoUpstreams(t);
 	const [hubApp, ghApp, decoy] = await Promise.all([
 		buildImage({label: 'hub-app', layers: 2, layerSize: 256 * 1024}),
 		buildImage({label: 'gh-app', layers: 2, layerSize: 256 * 1024, format: 'oci'}),

@@ -9,8 +9,8 @@
 import test, {type ExecutionContext} from 'ava';
 import {type BuiltImage, buildImage, pushImage, sha256} from '../helpers/images.js';
 import {type Mirror, startMirror} from '../helpers/mirror.js';
-import {type ReferenceRegistry, startReferenceRegistry} from '../helpers/reference-registry.js';
-import {startTokenServer} from '../helpers/token-server.js';
+import {type ReferenceRegistry} from '../helpers/reference-registry.js';
+import {startTwoUpstreams} from '../helpers/stack.js';
 
 const manifestAccept = [
 	'application/vnd.docker.distribution.manifest.v2+json',
@@ -37,12 +37,7 @@ type Images = {
 type Setup = {hub: ReferenceRegistry; gh: ReferenceRegistry; mirror: Mirror; images: Images};
 
 async function setup(t: ExecutionContext): Promise<Setup> {
-	const tokens = await startTokenServer();
-	t.teardown(async () => tokens.stop());
-	const hub = await startReferenceRegistry({tokenServer: tokens});
-	t.teardown(async () => hub.stop());
-	const gh = await startReferenceRegistry();
-	t.teardown(async () => gh.stop());
+	const {hub, gh} = await startTwoUpstreams(t);
 
 	const [hubApp, ghApp, hubSolo, ghSolo, ghTool, hubTool] = await Promise.all([
 		buildImage({label: 'hub-app', layers: 2}),

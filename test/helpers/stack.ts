@@ -22,6 +22,17 @@ export async function startStack(
 	return {tokens, upstream, mirror};
 }
 
+/** Two upstreams for routing tests: `hub` (the reference registry behind the token server) and `gh` (one without auth). */
+export async function startTwoUpstreams(t: ExecutionContext): Promise<{tokens: TokenServer; hub: ReferenceRegistry; gh: ReferenceRegistry}> {
+	const tokens = await startTokenServer();
+	t.teardown(async () => tokens.stop());
+	const hub = await startReferenceRegistry({tokenServer: tokens});
+	t.teardown(async () => hub.stop());
+	const gh = await startReferenceRegistry();
+	t.teardown(async () => gh.stop());
+	return {tokens, hub, gh};
+}
+
 /** Checks a `skopeo copy ... dir:DIR` result: the manifest bytes and every blob's sha256. */
 export async function assertCopied(t: ExecutionContext, dir: string, image: BuiltImage): Promise<void> {
 	const manifest = await readFile(join(dir, 'manifest.json'));
