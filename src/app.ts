@@ -71,12 +71,12 @@ export async function openRegistry(config: Config, log: Logger): Promise<Registr
 	}
 
 	const metadata = new SqliteMetadataStore(path.join(config.storage.dir, 'mirror.db'));
-	const access = new AccessRecorder(metadata);
+	const access = new AccessRecorder(metadata, undefined, log);
 	const fills = new FillRegistry();
 	const upstreams = new Map<string, UpstreamClient>();
 	const metrics = new Metrics({
 		fillsInFlight: () => fills.size,
-		storeBytes: () => ({cached: metadata.cachedBytes(), pushed: metadata.pushedBytes()}),
+		storeBytes: async () => ({cached: await metadata.cachedBytes(), pushed: await metadata.pushedBytes()}),
 		maxSize: config.storage.maxSize,
 		upstreams: () =>
 			[...upstreams.values()].map(client => ({
@@ -171,8 +171,8 @@ export async function openRegistry(config: Config, log: Logger): Promise<Registr
 		async close() {
 			clearInterval(sweeper);
 			await fills.drain();
-			access.close();
-			metadata.close();
+			await access.close();
+			await metadata.close();
 		},
 	};
 }

@@ -9,7 +9,7 @@ export type UpstreamHealth = {name: string; url: string; state: string; rateLimi
 
 export type Gauges = {
 	fillsInFlight: () => number;
-	storeBytes: () => {cached: number; pushed: number};
+	storeBytes: () => Promise<{cached: number; pushed: number}>;
 	maxSize: number | undefined;
 	upstreams: () => UpstreamHealth[];
 };
@@ -95,8 +95,8 @@ export class Metrics {
 			help: 'Bytes in the store by kind (cached content is evictable, pushed is not)',
 			labelNames: ['kind'] as const,
 			registers: [registry],
-			collect() {
-				const bytes = gauges.storeBytes();
+			async collect() {
+				const bytes = await gauges.storeBytes();
 				this.set({kind: 'cached'}, bytes.cached);
 				this.set({kind: 'pushed'}, bytes.pushed);
 			},

@@ -26,7 +26,7 @@ async function withStores<T>(config: Config, use: (stores: Stores) => T | Promis
 	try {
 		return await use({metadata, maintenance});
 	} finally {
-		metadata.close();
+		await metadata.close();
 	}
 }
 
@@ -82,7 +82,7 @@ export async function gc(config: Config, options: {dryRun: boolean; graceMs?: nu
 
 export async function ls(config: Config, options: {json: boolean}): Promise<number> {
 	return withStores(config, async ({metadata}) => {
-		const repos = metadata.describeRepositories().map(repo => ({
+		const repos = (await metadata.describeRepositories()).map(repo => ({
 			repository: clientName(repo, config.namespaces),
 			kind: repo.registry === '' ? 'pushed' : `cached from ${repo.registry}`,
 			tags: repo.tags.map(tag => tag.tag),
@@ -106,14 +106,14 @@ export async function ls(config: Config, options: {json: boolean}): Promise<numb
 
 export async function stats(config: Config, options: {json: boolean}): Promise<number> {
 	return withStores(config, async ({metadata}) => {
-		const repos = metadata.describeRepositories();
+		const repos = await metadata.describeRepositories();
 		const summary = {
 			repositories: repos.length,
 			cachedRepositories: repos.filter(repo => repo.registry !== '').length,
 			pushedRepositories: repos.filter(repo => repo.registry === '').length,
-			blobs: metadata.allBlobDigests().length,
-			cachedBytes: metadata.cachedBytes(),
-			pushedBytes: metadata.pushedBytes(),
+			blobs: (await metadata.allBlobDigests()).length,
+			cachedBytes: await metadata.cachedBytes(),
+			pushedBytes: await metadata.pushedBytes(),
 			maxSize: config.storage.maxSize ?? null,
 		};
 		if (options.json) {

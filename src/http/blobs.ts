@@ -58,7 +58,7 @@ export function deleteBlob(deps: HandlerDeps) {
 	return async (ctx: Context): Promise<void> => {
 		const target = writableTargetOf(ctx, deps);
 		const digest = digestParam(ctx);
-		deps.writer.deleteBlob(target, digest);
+		await deps.writer.deleteBlob(target, digest);
 		notify(ctx, deps, 'delete', {repository: target.clientName, digest: digest.value});
 		respondEmpty(ctx, 202);
 	};

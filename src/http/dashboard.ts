@@ -29,7 +29,7 @@ export type DashboardData = {
 };
 
 export async function collectDashboard(metrics: Metrics): Promise<DashboardData> {
-	const store = metrics.gauges.storeBytes();
+	const store = await metrics.gauges.storeBytes();
 	return {
 		hits: (await metrics.total(metrics.cache, {outcome: 'hit'})) + (await metrics.total(metrics.cache, {outcome: 'revalidated'})),
 		misses: (await metrics.total(metrics.cache, {outcome: 'miss'})) + (await metrics.total(metrics.cache, {outcome: 'joined'})),

@@ -11,7 +11,7 @@ import {nextLink} from './tags.js';
 export function catalog(deps: HandlerDeps, namespaces: Config['namespaces']) {
 	return async (ctx: Context): Promise<void> => {
 		const page = parsePage(ctx.query);
-		const names = [...new Set(deps.metadata.listRepositories().map(repo => clientName(repo, namespaces)))];
+		const names = [...new Set((await deps.metadata.listRepositories()).map(repo => clientName(repo, namespaces)))];
 		const {tags: repositories, next} = paginate(names, page);
 		if (next !== undefined) {
 			ctx.set('Link', nextLink(ctx, `${deps.prefix}/v2/_catalog`, page.n, next));
@@ -27,7 +27,7 @@ export function referrers(deps: HandlerDeps) {
 		const target = targetOf(ctx, deps);
 		const subject = parseDigest(params(ctx)['digest'] ?? '');
 		const artifactType = queryParam(ctx, 'artifactType');
-		let entries = deps.metadata.listReferrers(target.repo, subject.value);
+		let entries = await deps.metadata.listReferrers(target.repo, subject.value);
 		if (artifactType !== undefined) {
 			entries = entries.filter(entry => entry.artifactType === artifactType);
 			ctx.set('OCI-Filters-Applied', 'artifactType');

@@ -59,7 +59,7 @@ export function putManifest(deps: HandlerDeps) {
 		const target = writableTargetOf(ctx, deps);
 		const reference = parseReference(params(ctx)['reference'] ?? '');
 		const content = await readBody(ctx, MAX_MANIFEST_BYTES);
-		const result = deps.writer.putManifest(target, reference, content, ctx.get('content-type') || undefined);
+		const result = await deps.writer.putManifest(target, reference, content, ctx.get('content-type') || undefined);
 		respondEmpty(ctx, 201);
 		ctx.set('Location', location(deps, `${target.clientName}/manifests/${result.digest}`));
 		ctx.set('Docker-Content-Digest', result.digest);
@@ -88,7 +88,7 @@ export function deleteManifest(deps: HandlerDeps) {
 	return async (ctx: Context): Promise<void> => {
 		const target = writableTargetOf(ctx, deps);
 		const reference = parseReference(params(ctx)['reference'] ?? '');
-		deps.writer.deleteManifest(target, reference);
+		await deps.writer.deleteManifest(target, reference);
 		notify(ctx, deps, 'delete', {repository: target.clientName, ...(reference.kind === 'tag' ? {tag: reference.tag} : {digest: reference.digest.value})});
 		respondEmpty(ctx, 202);
 	};

@@ -33,7 +33,7 @@ export function readyz(storageDir: string, metadata: MetadataStore) {
 		}
 
 		try {
-			metadata.cachedBytes();
+			await metadata.cachedBytes();
 			checks['database'] = 'ok';
 		} catch (error) {
 			checks['database'] = `not answering: ${String(error)}`;

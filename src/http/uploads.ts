@@ -51,7 +51,7 @@ export function startUpload(deps: HandlerDeps) {
 				from = undefined; // not readable: fall through to a plain upload session
 			}
 
-			if (deps.writer.mount(target, digest, from)) {
+			if (await deps.writer.mount(target, digest, from)) {
 				blobCreated(ctx, deps, target, digest.value);
 				return;
 			}

@@ -63,7 +63,7 @@ function descriptors(value: unknown, where: string): Descriptor[] {
 export class LocalWriter {
 	constructor(private readonly metadata: MetadataStore) {}
 
-	putManifest(target: LocalTarget, reference: Reference, content: Buffer, contentType: string | undefined): PutManifestResult {
+	async putManifest(target: LocalTarget, reference: Reference, content: Buffer, contentType: string | undefined): Promise<PutManifestResult> {
 		const repo = target.repo;
 		let body: Record<string, unknown>;
 		try {
@@ -107,7 +107,7 @@ export class LocalWriter {
 		let artifactType = typeof body['artifactType'] === 'string' ? body['artifactType'] : undefined;
 		if (isIndex) {
 			for (const child of descriptors(body['manifests'], 'manifests')) {
-				if (!this.metadata.hasRepoManifest(repo, child.digest.value)) {
+				if (!(await this.metadata.hasRepoManifest(repo, child.digest.value))) {
 					throw new RegistryError('MANIFEST_BLOB_UNKNOWN', {detail: {digest: child.digest.value}});
 				}
 
@@ -121,7 +121,7 @@ export class LocalWriter {
 					continue; // non-distributable layer: fetched by clients from its URLs
 				}
 
-				const known = this.metadata.hasRepoBlob(repo, blob.digest.value) ? this.metadata.getBlob(blob.digest.value) : undefined;
+				const known = (await this.metadata.hasRepoBlob(repo, blob.digest.value)) ? await this.metadata.getBlob(blob.digest.value) : undefined;
 				if (!known) {
 					throw new RegistryError('MANIFEST_BLOB_UNKNOWN', {detail: {digest: blob.digest.value}});
 				}
@@ -137,7 +137,7 @@ export class LocalWriter {
 		}
 
 		const subject = body['subject'] === undefined ? undefined : descriptor(body['subject'], 'subject');
-		this.metadata.putManifest({
+		await this.metadata.putManifest({
 			repo,
 			manifest: {digest, mediaType, content},
 			tag: reference.kind === 'tag' ? reference.tag : undefined,
@@ -155,41 +155,41 @@ export class LocalWriter {
 				referrer.annotations = body['annotations'] as Record<string, string>;
 			}
 
-			this.metadata.putReferrer(repo, subject.digest.value, referrer);
+			await this.metadata.putReferrer(repo, subject.digest.value, referrer);
 		}
 
 		return {digest, mediaType, subject: subject?.digest.value};
 	}
 
-	deleteManifest(target: LocalTarget, reference: Reference): void {
+	async deleteManifest(target: LocalTarget, reference: Reference): Promise<void> {
 		const deleted =
 			reference.kind === 'tag'
-				? this.metadata.deleteTag(target.repo, reference.tag)
-				: this.metadata.deleteRepoManifest(target.repo, reference.digest.value);
+				? await this.metadata.deleteTag(target.repo, reference.tag)
+				: await this.metadata.deleteRepoManifest(target.repo, reference.digest.value);
 		if (!deleted) {
 			throw new RegistryError('MANIFEST_UNKNOWN', {detail: reference.kind === 'tag' ? {tag: reference.tag} : {digest: reference.digest.value}});
 		}
 	}
 
-	deleteBlob(target: LocalTarget, digest: Digest): void {
-		if (!this.metadata.unlinkBlob(target.repo, digest.value)) {
+	async deleteBlob(target: LocalTarget, digest: Digest): Promise<void> {
+		if (!(await this.metadata.unlinkBlob(target.repo, digest.value))) {
 			throw new RegistryError('BLOB_UNKNOWN', {detail: {digest: digest.value}});
 		}
 	}
 
 	/** Links a blob another repository holds. False when the source cannot provide it. */
-	mount(target: LocalTarget, digest: Digest, from: Target | undefined): boolean {
-		if (!from || !this.metadata.hasRepoBlob(from.repo, digest.value)) {
+	async mount(target: LocalTarget, digest: Digest, from: Target | undefined): Promise<boolean> {
+		if (!from || !(await this.metadata.hasRepoBlob(from.repo, digest.value))) {
 			return false;
 		}
 
-		const blob = this.metadata.getBlob(digest.value);
+		const blob = await this.metadata.getBlob(digest.value);
 		if (!blob) {
 			return false;
 		}
 
 		// Pushed content references it now, so it must never be evicted.
-		this.metadata.putBlob(target.repo, {digest: digest.value, size: blob.size, pushed: true, now: Date.now()});
+		await this.metadata.putBlob(target.repo, {digest: digest.value, size: blob.size, pushed: true, now: Date.now()});
 		return true;
 	}
 }

@@ -18,11 +18,11 @@ export class LocalService implements ReadService<LocalTarget> {
 
 	async getManifest(target: LocalTarget, reference: Reference, accept: string[]): Promise<ManifestResult> {
 		const byDigest = async (digest: Digest): Promise<ManifestResult> =>
-			this.#found(this.metadata.getRepoManifest(target.repo, digest.value), {digest: digest.value});
+			this.#found(await this.metadata.getRepoManifest(target.repo, digest.value), {digest: digest.value});
 		const result =
 			reference.kind === 'digest'
 				? await byDigest(reference.digest)
-				: this.#found(this.metadata.getTaggedManifest(target.repo, reference.tag)?.manifest, {tag: reference.tag});
+				: this.#found((await this.metadata.getTaggedManifest(target.repo, reference.tag))?.manifest, {tag: reference.tag});
 		return negotiate(result, accept, byDigest);
 	}
 
@@ -36,7 +36,7 @@ export class LocalService implements ReadService<LocalTarget> {
 	}
 
 	async statBlob(target: LocalTarget, digest: Digest): Promise<number> {
-		if (!this.metadata.hasRepoBlob(target.repo, digest.value)) {
+		if (!(await this.metadata.hasRepoBlob(target.repo, digest.value))) {
 			throw new RegistryError('BLOB_UNKNOWN', {detail: {digest: digest.value}});
 		}
 
@@ -55,8 +55,8 @@ export class LocalService implements ReadService<LocalTarget> {
 	}
 
 	async listTags(target: LocalTarget, page: TagPage): Promise<TagList> {
-		const tags = this.metadata.listTags(target.repo);
-		if (tags.length === 0 && !this.metadata.repositoryExists(target.repo)) {
+		const tags = await this.metadata.listTags(target.repo);
+		if (tags.length === 0 && !(await this.metadata.repositoryExists(target.repo))) {
 			throw new RegistryError('NAME_UNKNOWN', {detail: {name: target.clientName}});
 		}
 

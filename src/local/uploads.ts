@@ -38,20 +38,20 @@ export class UploadService {
 		const id = randomUUID();
 		const now = this.#now();
 		await this.blobs.createUpload(id);
-		this.metadata.createUpload({id, repo, now});
+		await this.metadata.createUpload({id, repo, now});
 		this.#hashes.set(id, {hash: createHash('sha256'), offset: 0});
 		return {id, repo, size: 0, createdAt: now, updatedAt: now};
 	}
 
 	async status(repo: RepoKey, id: string): Promise<UploadRecord> {
-		const upload = UUID.test(id) ? this.metadata.getUpload(id) : undefined;
+		const upload = UUID.test(id) ? await this.metadata.getUpload(id) : undefined;
 		if (!upload || upload.repo.registry !== repo.registry || upload.repo.name !== repo.name) {
 			throw new RegistryError('BLOB_UPLOAD_UNKNOWN', {detail: {uuid: id.slice(0, 100)}});
 		}
 
 		const size = await this.blobs.uploadSize(id);
 		if (size === undefined) {
-			this.metadata.deleteUpload(id);
+			await this.metadata.deleteUpload(id);
 			throw new RegistryError('BLOB_UPLOAD_UNKNOWN', {detail: {uuid: id, reason: 'session data is gone'}});
 		}
 
@@ -84,7 +84,7 @@ export class UploadService {
 			state.offset = result.size;
 		}
 
-		this.metadata.setUploadSize(id, result.size, this.#now());
+		await this.metadata.setUploadSize(id, result.size, this.#now());
 		if (result.error) {
 			throw result.error; // the client went away mid-chunk; what arrived is kept for a resume
 		}
@@ -113,8 +113,8 @@ export class UploadService {
 			}
 
 			await this.blobs.commitUpload(id, digest);
-			this.metadata.putBlob(repo, {digest: digest.value, size: upload.size, pushed: true, now: this.#now()});
-			this.metadata.deleteUpload(id);
+			await this.metadata.putBlob(repo, {digest: digest.value, size: upload.size, pushed: true, now: this.#now()});
+			await this.metadata.deleteUpload(id);
 			this.#hashes.delete(id);
 			return upload.size;
 		});
@@ -143,7 +143,7 @@ export class UploadService {
 			}
 
 			await temp.commit(digest);
-			this.metadata.putBlob(repo, {digest: digest.value, size: temp.written, pushed: true, now: this.#now()});
+			await this.metadata.putBlob(repo, {digest: digest.value, size: temp.written, pushed: true, now: this.#now()});
 			return temp.written;
 		} finally {
 			await temp.discard();
@@ -153,7 +153,7 @@ export class UploadService {
 	/** Removes sessions idle for longer than `maxIdleMs`, and files without a session. */
 	async sweep(maxIdleMs = UPLOAD_IDLE_TTL_MS): Promise<number> {
 		let removed = 0;
-		for (const upload of this.metadata.uploadsIdleSince(this.#now() - maxIdleMs)) {
+		for (const upload of await this.metadata.uploadsIdleSince(this.#now() - maxIdleMs)) {
 			if (!this.#locks.has(upload.id)) {
 				await this.#remove(upload.id);
 				removed++;
@@ -161,7 +161,7 @@ export class UploadService {
 		}
 
 		for (const id of await this.blobs.listUploads()) {
-			if (!this.metadata.getUpload(id) && !this.#locks.has(id)) {
+			if (!(await this.metadata.getUpload(id)) && !this.#locks.has(id)) {
 				await this.blobs.deleteUpload(id);
 				removed++;
 			}
@@ -176,7 +176,7 @@ export class UploadService {
 
 	async #remove(id: string): Promise<void> {
 		this.#hashes.delete(id);
-		this.metadata.deleteUpload(id);
+		await this.metadata.deleteUpload(id);
 		await this.blobs.deleteUpload(id);
 	}
 

@@ -83,7 +83,7 @@ export class Fill extends EventEmitter {
 		return Math.max(0, written - UNKNOWN_SIZE_HOLDBACK);
 	}
 
-	async run(store: BlobStore, open: () => Promise<FillSource>, commit: (size: number) => void, hooks: FillHooks = {}): Promise<void> {
+	async run(store: BlobStore, open: () => Promise<FillSource>, commit: (size: number) => Promise<void>, hooks: FillHooks = {}): Promise<void> {
 		let source: FillSource | undefined;
 		// The temp file is created while the upstream is asked, to save the first byte a little time.
 		const creating = store.createTemp(this.digest);
@@ -131,7 +131,7 @@ export class Fill extends EventEmitter {
 			this.size = this.temp.written;
 			await this.temp.commit(this.digest);
 			try {
-				commit(this.size);
+				await commit(this.size); // the row is written before the state is 'done' and the last byte is released
 			} catch (error) {
 				await store.remove(this.digest); // a file without its record is an orphan: do not keep it
 				throw error;
@@ -282,7 +282,7 @@ export class FillRegistry {
 		digest: Digest,
 		store: BlobStore,
 		open: () => Promise<FillSource>,
-		commit: (size: number) => void,
+		commit: (size: number) => Promise<void>,
 		hooks: FillHooks = {},
 	): {fill: Fill; started: boolean} {
 		const existing = this.#fills.get(digest.value);

@@ -37,7 +37,7 @@ export class ProxyBlobs {
 	/** A committed blob this repository may read, or undefined. */
 	async #local(target: CachedTarget, digest: Digest): Promise<number | undefined> {
 		const {metadata} = this.deps;
-		const record = metadata.getBlobFor(target.repo, digest.value);
+		const record = await metadata.getBlobFor(target.repo, digest.value);
 		if (!record) {
 			return undefined;
 		}
@@ -45,17 +45,17 @@ export class ProxyBlobs {
 		const size = await this.deps.blobs.size(digest);
 		if (size === undefined) {
 			// The row outlived its file (deleted by hand, or a crash between the two): forget it and fetch again.
-			metadata.deleteBlobRecord(digest.value);
+			await metadata.deleteBlobRecord(digest.value);
 			return undefined;
 		}
 
 		if (!record.linked) {
 			// Known under this upstream (its registries share layers across repositories) or confirmed by a HEAD.
-			if (!metadata.registryHasBlob(target.repo.registry, digest.value) && !(await this.#upstreamHas(target, digest))) {
+			if (!(await metadata.registryHasBlob(target.repo.registry, digest.value)) && !(await this.#upstreamHas(target, digest))) {
 				return undefined;
 			}
 
-			metadata.linkBlob(target.repo, digest.value);
+			await metadata.linkBlob(target.repo, digest.value);
 		}
 
 		this.deps.access.touch('blob', digest.value);
@@ -128,8 +128,8 @@ export class ProxyBlobs {
 			digest,
 			this.deps.blobs,
 			async () => this.#openUpstream(target, digest),
-			size => {
-				metadata.putBlob(target.repo, {digest: digest.value, size, pushed: false, now: this.#now()});
+			async size => {
+				await metadata.putBlob(target.repo, {digest: digest.value, size, pushed: false, now: this.#now()});
 				this.deps.quota?.settle();
 			},
 			{
@@ -140,7 +140,7 @@ export class ProxyBlobs {
 		this.deps.onResult?.(target.upstream.name, started ? 'miss' : 'joined');
 		if (!started) {
 			// Another repository's fill: link this one too once the bytes are in.
-			fill.done.then(() => metadata.linkBlob(target.repo, digest.value)).catch(() => undefined);
+			fill.done.then(async () => metadata.linkBlob(target.repo, digest.value)).catch(() => undefined);
 		}
 
 		await fill.ready;

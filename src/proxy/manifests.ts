@@ -45,10 +45,10 @@ export class ProxyManifests {
 
 	async get(target: CachedTarget, reference: Reference): Promise<ManifestResult> {
 		// A cached digest, or a tag within its TTL, needs no coordination.
-		const tagged = reference.kind === 'tag' ? this.deps.metadata.getTaggedManifest(target.repo, reference.tag) : undefined;
+		const tagged = reference.kind === 'tag' ? await this.deps.metadata.getTaggedManifest(target.repo, reference.tag) : undefined;
 		const quick =
 			reference.kind === 'digest'
-				? this.deps.metadata.getRepoManifest(target.repo, reference.digest.value)
+				? await this.deps.metadata.getRepoManifest(target.repo, reference.digest.value)
 				: tagged && this.#isFresh(target, tagged)
 					? tagged.manifest
 					: undefined;
@@ -86,7 +86,7 @@ export class ProxyManifests {
 	}
 
 	async #byDigest(target: CachedTarget, digest: Digest): Promise<ManifestResult> {
-		const known = this.deps.metadata.getManifest(digest.value);
+		const known = await this.deps.metadata.getManifest(digest.value);
 		if (target.upstream.offline) {
 			if (known) {
 				return {manifest: known};
@@ -97,7 +97,7 @@ export class ProxyManifests {
 
 		try {
 			const fetched = await this.#fetch(target, digest.value, digest);
-			this.#store(target, fetched);
+			await this.#store(target, fetched);
 			this.deps.onResult?.(target.upstream.name, 'miss');
 			return {manifest: fetched.manifest};
 		} catch (error) {
@@ -125,7 +125,7 @@ export class ProxyManifests {
 			if (cached) {
 				const current = await this.#head(target, tag);
 				if (current === cached.digest) {
-					this.deps.metadata.markTagChecked(target.repo, tag, this.#now());
+					await this.deps.metadata.markTagChecked(target.repo, tag, this.#now());
 					this.deps.access.touch('manifest', cached.digest);
 					this.deps.onResult?.(target.upstream.name, 'revalidated');
 					return {manifest: cached};
@@ -133,7 +133,7 @@ export class ProxyManifests {
 			}
 
 			const fetched = await this.#fetch(target, tag, undefined);
-			this.#store(target, fetched, tag);
+			await this.#store(target, fetched, tag);
 			this.deps.onResult?.(target.upstream.name, 'miss');
 			return {manifest: fetched.manifest};
 		} catch (error) {
@@ -206,8 +206,8 @@ export class ProxyManifests {
 		return {manifest: {digest, mediaType, content}, references: manifestReferences(parsed)};
 	}
 
-	#store(target: CachedTarget, {manifest, references}: Fetched, tag?: string): void {
-		this.deps.metadata.putManifest({repo: target.repo, manifest, tag, pushed: false, references, now: this.#now()});
+	async #store(target: CachedTarget, {manifest, references}: Fetched, tag?: string): Promise<void> {
+		await this.deps.metadata.putManifest({repo: target.repo, manifest, tag, pushed: false, references, now: this.#now()});
 	}
 
 	#unknown(target: CachedTarget): RegistryError {

@@ -67,7 +67,7 @@ export class ProxyService implements ReadService<CachedTarget> {
 			}
 		}
 
-		const cached = this.metadata.listTags(target.repo);
+		const cached = await this.metadata.listTags(target.repo);
 		if (cached.length === 0) {
 			throw new RegistryError('NAME_UNKNOWN', {detail: {repository: target.remoteName, reason: 'upstream unavailable and nothing cached'}});
 		}

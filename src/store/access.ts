@@ -3,6 +3,7 @@
  * are collected in memory and written in one transaction every few seconds
  * (and on shutdown).
  */
+import {type Logger} from '../log.js';
 import {type MetadataStore} from './metadata.js';
 
 export class AccessRecorder {
@@ -12,8 +13,12 @@ export class AccessRecorder {
 	constructor(
 		private readonly metadata: MetadataStore,
 		intervalMs = 5000,
+		private readonly log?: Logger,
 	) {
-		this.#timer = setInterval(() => this.flush(), intervalMs);
+		this.#timer = setInterval(() => {
+			// Nobody awaits the timer: a failed write is logged (those access times are lost, as before).
+			void this.flush().catch((error: unknown) => this.log?.warn({err: error}, 'could not record access times'));
+		}, intervalMs);
 		this.#timer.unref();
 	}
 
@@ -21,18 +26,18 @@ export class AccessRecorder {
 		this.#pending.set(`${kind}:${digest}`, {kind, digest, at});
 	}
 
-	flush(): void {
+	async flush(): Promise<void> {
 		if (this.#pending.size === 0) {
 			return;
 		}
 
 		const entries = [...this.#pending.values()];
-		this.#pending.clear();
-		this.metadata.touch(entries);
+		this.#pending.clear(); // before the write: touches that arrive meanwhile go to the next flush
+		await this.metadata.touch(entries);
 	}
 
-	close(): void {
+	async close(): Promise<void> {
 		clearInterval(this.#timer);
-		this.flush();
+		await this.flush();
 	}
 }

@@ -45,15 +45,15 @@ export class Maintenance {
 			return result;
 		}
 
-		let cached = this.metadata.cachedBytes();
+		let cached = await this.metadata.cachedBytes();
 		const over = () => cached + incoming > this.maxSize!;
 		if (!over()) {
 			return result;
 		}
 
-		this.access?.flush(); // the LRU order needs the latest access times
+		await this.access?.flush(); // the LRU order needs the latest access times
 		// Blobs no manifest references go first (a blob fetched alone, or left over).
-		for (const blob of this.metadata.unreferencedCachedBlobs(this.now() - 60_000)) {
+		for (const blob of await this.metadata.unreferencedCachedBlobs(this.now() - 60_000)) {
 			if (!over()) {
 				break;
 			}
@@ -64,16 +64,16 @@ export class Maintenance {
 		}
 
 		while (over()) {
-			const victim = this.metadata.leastRecentlyUsedCachedManifest();
+			const victim = await this.metadata.leastRecentlyUsedCachedManifest();
 			if (!victim) {
 				break; // only pushed content (and the incoming fill) left
 			}
 
-			const removed = this.metadata.evictManifest(victim.digest);
+			const removed = await this.metadata.evictManifest(victim.digest);
 			await this.#removeFiles(removed.map(blob => blob.digest));
 			result.manifests++;
 			result.freedBytes += removed.reduce((sum, blob) => sum + blob.size, 0);
-			cached = this.metadata.cachedBytes(); // the manifest's own bytes went too
+			cached = await this.metadata.cachedBytes(); // the manifest's own bytes went too
 		}
 
 		if (result.manifests > 0 || result.freedBytes > 0) {
@@ -84,9 +84,9 @@ export class Maintenance {
 	}
 
 	async gc(options: {dryRun: boolean; graceMs?: number}): Promise<GcReport> {
-		this.access?.flush();
+		await this.access?.flush();
 		const before = this.now() - (options.graceMs ?? GC_GRACE_MS);
-		const {manifests, blobs} = this.metadata.collectGarbage(before, !options.dryRun);
+		const {manifests, blobs} = await this.metadata.collectGarbage(before, !options.dryRun);
 		if (!options.dryRun) {
 			await this.#removeFiles(blobs.map(blob => blob.digest));
 		}
@@ -119,12 +119,12 @@ export class Maintenance {
 			const actual = `${digest.algorithm}:${hash.digest('hex')}`;
 			if (actual !== digest.value) {
 				report.bad.push({digest: digest.value, actual});
-			} else if (!this.metadata.getBlob(digest.value)) {
+			} else if (!(await this.metadata.getBlob(digest.value))) {
 				report.orphans.push(digest.value);
 			}
 		}
 
-		for (const digest of this.metadata.allBlobDigests()) {
+		for (const digest of await this.metadata.allBlobDigests()) {
 			if (!onDisk.has(digest)) {
 				report.missing.push(digest);
 			}
@@ -132,7 +132,7 @@ export class Maintenance {
 
 		if (options.remove) {
 			const rows = [...report.bad.map(entry => entry.digest), ...report.missing].filter(digest => /^sha(256|512):/.test(digest));
-			this.metadata.deleteBlobRecords(rows);
+			await this.metadata.deleteBlobRecords(rows);
 			await this.#removeFiles([...report.bad.map(entry => entry.digest), ...report.orphans]);
 		}
 
@@ -140,7 +140,7 @@ export class Maintenance {
 	}
 
 	async #removeBlobs(blobs: Array<{digest: string}>): Promise<void> {
-		this.metadata.deleteBlobRecords(blobs.map(blob => blob.digest));
+		await this.metadata.deleteBlobRecords(blobs.map(blob => blob.digest));
 		await this.#removeFiles(blobs.map(blob => blob.digest));
 	}
 

@@ -1,6 +1,8 @@
 /**
  * The metadata store: everything about repositories, tags, manifests and
  * blobs except the blob bytes. One interface; SQLite is the embedded driver.
+ * Every method returns a promise, so a driver that talks over the network
+ * fits the same interface as the synchronous embedded one.
  *
  * A repository is identified by its registry and its name: `registry` is the
  * upstream's configured name for cached content and LOCAL_REGISTRY ('') for
@@ -38,70 +40,70 @@ export type ReferrerRecord = {
 };
 
 export interface MetadataStore {
-	getTag(repo: RepoKey, tag: string): TagRecord | undefined;
+	getTag(repo: RepoKey, tag: string): Promise<TagRecord | undefined>;
 	/** A tag with the manifest it points at, in one lookup (the read path of manifests by tag). */
-	getTaggedManifest(repo: RepoKey, tag: string): (TagRecord & {manifest: ManifestRecord}) | undefined;
+	getTaggedManifest(repo: RepoKey, tag: string): Promise<(TagRecord & {manifest: ManifestRecord}) | undefined>;
 	/** Records that the upstream still has `tag` at the digest we hold. */
-	markTagChecked(repo: RepoKey, tag: string, now: number): void;
-	listTags(repo: RepoKey): string[];
-	putManifest(input: PutManifest): void;
-	getManifest(digest: string): ManifestRecord | undefined;
-	hasRepoManifest(repo: RepoKey, digest: string): boolean;
+	markTagChecked(repo: RepoKey, tag: string, now: number): Promise<void>;
+	listTags(repo: RepoKey): Promise<string[]>;
+	putManifest(input: PutManifest): Promise<void>;
+	getManifest(digest: string): Promise<ManifestRecord | undefined>;
+	hasRepoManifest(repo: RepoKey, digest: string): Promise<boolean>;
 	/** The manifest if `repo` links it, in one lookup. */
-	getRepoManifest(repo: RepoKey, digest: string): ManifestRecord | undefined;
-	getBlob(digest: string): BlobRecord | undefined;
+	getRepoManifest(repo: RepoKey, digest: string): Promise<ManifestRecord | undefined>;
+	getBlob(digest: string): Promise<BlobRecord | undefined>;
 	/** The blob with whether `repo` links it, in one lookup (the read path of cached blobs). */
-	getBlobFor(repo: RepoKey, digest: string): (BlobRecord & {linked: boolean}) | undefined;
+	getBlobFor(repo: RepoKey, digest: string): Promise<(BlobRecord & {linked: boolean}) | undefined>;
 	/** Whether `digest` is linked to `repo`. */
-	hasRepoBlob(repo: RepoKey, digest: string): boolean;
+	hasRepoBlob(repo: RepoKey, digest: string): Promise<boolean>;
 	/** Whether any repository of `registry` links `digest`. */
-	registryHasBlob(registry: string, digest: string): boolean;
+	registryHasBlob(registry: string, digest: string): Promise<boolean>;
 	/** Inserts the blob row (if new) and links it to the repository, in one transaction. */
-	putBlob(repo: RepoKey, blob: {digest: string; size: number; pushed: boolean; now: number}): void;
-	linkBlob(repo: RepoKey, digest: string): void;
+	putBlob(repo: RepoKey, blob: {digest: string; size: number; pushed: boolean; now: number}): Promise<void>;
+	linkBlob(repo: RepoKey, digest: string): Promise<void>;
 	/** Batched access-time updates (see AccessRecorder). */
-	touch(entries: ReadonlyArray<{kind: 'blob' | 'manifest'; digest: string; at: number}>): void;
+	touch(entries: ReadonlyArray<{kind: 'blob' | 'manifest'; digest: string; at: number}>): Promise<void>;
 	/** Every blob digest the store knows, for start-up consistency checks. */
-	allBlobDigests(): string[];
-	deleteBlobRecord(digest: string): void;
+	allBlobDigests(): Promise<string[]>;
+	deleteBlobRecord(digest: string): Promise<void>;
 	// Local namespaces: deletes, discovery, uploads, referrers.
-	deleteTag(repo: RepoKey, tag: string): boolean;
+	deleteTag(repo: RepoKey, tag: string): Promise<boolean>;
 	/** Unlinks a manifest from a repository with its tags and referrer entries. */
-	deleteRepoManifest(repo: RepoKey, digest: string): boolean;
-	unlinkBlob(repo: RepoKey, digest: string): boolean;
+	deleteRepoManifest(repo: RepoKey, digest: string): Promise<boolean>;
+	unlinkBlob(repo: RepoKey, digest: string): Promise<boolean>;
 	/** Repositories with at least one manifest, sorted by (registry, name). */
-	listRepositories(): RepoKey[];
-	repositoryExists(repo: RepoKey): boolean;
-	createUpload(upload: {id: string; repo: RepoKey; now: number}): void;
-	getUpload(id: string): UploadRecord | undefined;
-	setUploadSize(id: string, size: number, now: number): void;
-	deleteUpload(id: string): void;
-	uploadsIdleSince(before: number): UploadRecord[];
-	putReferrer(repo: RepoKey, subject: string, referrer: ReferrerRecord): void;
-	listReferrers(repo: RepoKey, subject: string): ReferrerRecord[];
+	listRepositories(): Promise<RepoKey[]>;
+	repositoryExists(repo: RepoKey): Promise<boolean>;
+	createUpload(upload: {id: string; repo: RepoKey; now: number}): Promise<void>;
+	getUpload(id: string): Promise<UploadRecord | undefined>;
+	setUploadSize(id: string, size: number, now: number): Promise<void>;
+	deleteUpload(id: string): Promise<void>;
+	uploadsIdleSince(before: number): Promise<UploadRecord[]>;
+	putReferrer(repo: RepoKey, subject: string, referrer: ReferrerRecord): Promise<void>;
+	listReferrers(repo: RepoKey, subject: string): Promise<ReferrerRecord[]>;
 
 	// Quota, eviction and garbage collection.
 	/** Bytes of cached (evictable) blobs and manifests. */
-	cachedBytes(): number;
+	cachedBytes(): Promise<number>;
 	/** Pushed bytes (never evicted). */
-	pushedBytes(): number;
+	pushedBytes(): Promise<number>;
 	/** The least recently used cached manifest that is not pushed, or undefined. */
-	leastRecentlyUsedCachedManifest(): {digest: string; lastAccess: number} | undefined;
+	leastRecentlyUsedCachedManifest(): Promise<{digest: string; lastAccess: number} | undefined>;
 	/**
 	 * Removes a cached manifest from every repository (tags, links, references)
 	 * and the cached blobs no remaining manifest references. Returns the removed blobs.
 	 */
-	evictManifest(digest: string): Array<{digest: string; size: number}>;
+	evictManifest(digest: string): Promise<Array<{digest: string; size: number}>>;
 	/** Cached blobs that no manifest references and nobody touched since `before`. */
-	unreferencedCachedBlobs(before: number): Array<{digest: string; size: number}>;
+	unreferencedCachedBlobs(before: number): Promise<Array<{digest: string; size: number}>>;
 	/**
 	 * Mark and sweep: manifests no repository links, and blobs no linked
 	 * manifest references, both untouched since `before`. With `apply` the
 	 * rows are deleted; the caller removes the blob files.
 	 */
-	collectGarbage(before: number, apply: boolean): {manifests: string[]; blobs: Array<{digest: string; size: number}>};
-	deleteBlobRecords(digests: readonly string[]): void;
+	collectGarbage(before: number, apply: boolean): Promise<{manifests: string[]; blobs: Array<{digest: string; size: number}>}>;
+	deleteBlobRecords(digests: readonly string[]): Promise<void>;
 	/** Repositories with their tags, for listings. */
-	describeRepositories(): Array<RepoKey & {tags: Array<{tag: string; digest: string; fetchedAt: number}>; bytes: number; lastAccess: number}>;
-	close(): void;
+	describeRepositories(): Promise<Array<RepoKey & {tags: Array<{tag: string; digest: string; fetchedAt: number}>; bytes: number; lastAccess: number}>>;
+	close(): Promise<void>;
 }

@@ -71,7 +71,7 @@ export class SqliteMetadataStore implements MetadataStore {
 		return this.#repoId(repo)!;
 	}
 
-	getTag(repo: RepoKey, tag: string): TagRecord | undefined {
+	async getTag(repo: RepoKey, tag: string): Promise<TagRecord | undefined> {
 		const row = this.#statement(
 			`SELECT t.digest, t.fetched_at AS fetchedAt, t.checked_at AS checkedAt
 			 FROM tags t JOIN repositories r ON r.id = t.repository_id
@@ -80,7 +80,7 @@ export class SqliteMetadataStore implements MetadataStore {
 		return row;
 	}
 
-	getTaggedManifest(repo: RepoKey, tag: string): (TagRecord & {manifest: ManifestRecord}) | undefined {
+	async getTaggedManifest(repo: RepoKey, tag: string): Promise<(TagRecord & {manifest: ManifestRecord}) | undefined> {
 		const row = this.#statement(
 			`SELECT t.digest, t.fetched_at AS fetchedAt, t.checked_at AS checkedAt, m.media_type AS mediaType, m.content
 			 FROM tags t JOIN repositories r ON r.id = t.repository_id JOIN manifests m ON m.digest = t.digest
@@ -96,14 +96,14 @@ export class SqliteMetadataStore implements MetadataStore {
 		);
 	}
 
-	markTagChecked(repo: RepoKey, tag: string, now: number): void {
+	async markTagChecked(repo: RepoKey, tag: string, now: number): Promise<void> {
 		this.#statement(
 			`UPDATE tags SET checked_at = ?
 			 WHERE tag = ? AND repository_id = (SELECT id FROM repositories WHERE registry = ? AND name = ?)`,
 		).run(now, tag, repo.registry, repo.name);
 	}
 
-	listTags(repo: RepoKey): string[] {
+	async listTags(repo: RepoKey): Promise<string[]> {
 		const rows = this.#statement(
 			`SELECT t.tag FROM tags t JOIN repositories r ON r.id = t.repository_id
 			 WHERE r.registry = ? AND r.name = ? ORDER BY t.tag`,
@@ -111,7 +111,7 @@ export class SqliteMetadataStore implements MetadataStore {
 		return rows.map(row => row.tag);
 	}
 
-	putManifest(input: PutManifest): void {
+	async putManifest(input: PutManifest): Promise<void> {
 		const {repo, manifest, tag, pushed, now} = input;
 		this.#db.transaction(() => {
 			const repoId = this.#ensureRepo(repo, now);
@@ -140,14 +140,14 @@ export class SqliteMetadataStore implements MetadataStore {
 		}).immediate();
 	}
 
-	getManifest(digest: string): ManifestRecord | undefined {
+	async getManifest(digest: string): Promise<ManifestRecord | undefined> {
 		const row = this.#statement('SELECT digest, media_type AS mediaType, content FROM manifests WHERE digest = ?').get(digest) as
 			| ManifestRecord
 			| undefined;
 		return row;
 	}
 
-	hasRepoManifest(repo: RepoKey, digest: string): boolean {
+	async hasRepoManifest(repo: RepoKey, digest: string): Promise<boolean> {
 		return (
 			this.#statement(
 				`SELECT 1 FROM repository_manifests m JOIN repositories r ON r.id = m.repository_id
@@ -156,7 +156,7 @@ export class SqliteMetadataStore implements MetadataStore {
 		);
 	}
 
-	getRepoManifest(repo: RepoKey, digest: string): ManifestRecord | undefined {
+	async getRepoManifest(repo: RepoKey, digest: string): Promise<ManifestRecord | undefined> {
 		return this.#statement(
 			`SELECT m.digest, m.media_type AS mediaType, m.content
 			 FROM repository_manifests l JOIN repositories r ON r.id = l.repository_id JOIN manifests m ON m.digest = l.digest
@@ -164,14 +164,18 @@ export class SqliteMetadataStore implements MetadataStore {
 		).get(repo.registry, repo.name, digest) as ManifestRecord | undefined;
 	}
 
-	getBlob(digest: string): BlobRecord | undefined {
+	async getBlob(digest: string): Promise<BlobRecord | undefined> {
+		return this.#getBlob(digest);
+	}
+
+	#getBlob(digest: string): BlobRecord | undefined {
 		const row = this.#statement('SELECT digest, size, pushed, last_access AS lastAccess FROM blobs WHERE digest = ?').get(digest) as
 			| {digest: string; size: number; pushed: number; lastAccess: number}
 			| undefined;
 		return row && {...row, pushed: row.pushed === 1};
 	}
 
-	getBlobFor(repo: RepoKey, digest: string): (BlobRecord & {linked: boolean}) | undefined {
+	async getBlobFor(repo: RepoKey, digest: string): Promise<(BlobRecord & {linked: boolean}) | undefined> {
 		const row = this.#statement(
 			`SELECT b.digest, b.size, b.pushed, b.last_access AS lastAccess,
 				EXISTS (SELECT 1 FROM repository_blobs l JOIN repositories r ON r.id = l.repository_id
@@ -181,7 +185,7 @@ export class SqliteMetadataStore implements MetadataStore {
 		return row && {...row, pushed: row.pushed === 1, linked: row.linked === 1};
 	}
 
-	hasRepoBlob(repo: RepoKey, digest: string): boolean {
+	async hasRepoBlob(repo: RepoKey, digest: string): Promise<boolean> {
 		return (
 			this.#statement(
 				`SELECT 1 FROM repository_blobs b JOIN repositories r ON r.id = b.repository_id
@@ -190,7 +194,7 @@ export class SqliteMetadataStore implements MetadataStore {
 		);
 	}
 
-	registryHasBlob(registry: string, digest: string): boolean {
+	async registryHasBlob(registry: string, digest: string): Promise<boolean> {
 		return (
 			this.#statement(
 				`SELECT 1 FROM repository_blobs b JOIN repositories r ON r.id = b.repository_id
@@ -199,7 +203,7 @@ export class SqliteMetadataStore implements MetadataStore {
 		);
 	}
 
-	putBlob(repo: RepoKey, blob: {digest: string; size: number; pushed: boolean; now: number}): void {
+	async putBlob(repo: RepoKey, blob: {digest: string; size: number; pushed: boolean; now: number}): Promise<void> {
 		this.#db.transaction(() => {
 			const repoId = this.#ensureRepo(repo, blob.now);
 			this.#statement(
@@ -213,8 +217,8 @@ export class SqliteMetadataStore implements MetadataStore {
 		}).immediate();
 	}
 
-	linkBlob(repo: RepoKey, digest: string): void {
-		if (!this.getBlob(digest)) {
+	async linkBlob(repo: RepoKey, digest: string): Promise<void> {
+		if (!this.#getBlob(digest)) {
 			return; // nothing to link: the blob is not in the store
 		}
 
@@ -224,7 +228,7 @@ export class SqliteMetadataStore implements MetadataStore {
 		}).immediate();
 	}
 
-	touch(entries: ReadonlyArray<{kind: 'blob' | 'manifest'; digest: string; at: number}>): void {
+	async touch(entries: ReadonlyArray<{kind: 'blob' | 'manifest'; digest: string; at: number}>): Promise<void> {
 		if (entries.length === 0) {
 			return;
 		}
@@ -238,20 +242,20 @@ export class SqliteMetadataStore implements MetadataStore {
 		})();
 	}
 
-	allBlobDigests(): string[] {
+	async allBlobDigests(): Promise<string[]> {
 		return (this.#statement('SELECT digest FROM blobs').all() as Array<{digest: string}>).map(row => row.digest);
 	}
 
-	deleteBlobRecord(digest: string): void {
+	async deleteBlobRecord(digest: string): Promise<void> {
 		this.#statement('DELETE FROM blobs WHERE digest = ?').run(digest);
 	}
 
-	deleteTag(repo: RepoKey, tag: string): boolean {
+	async deleteTag(repo: RepoKey, tag: string): Promise<boolean> {
 		const repoId = this.#repoId(repo);
 		return repoId !== undefined && this.#statement('DELETE FROM tags WHERE repository_id = ? AND tag = ?').run(repoId, tag).changes > 0;
 	}
 
-	deleteRepoManifest(repo: RepoKey, digest: string): boolean {
+	async deleteRepoManifest(repo: RepoKey, digest: string): Promise<boolean> {
 		const repoId = this.#repoId(repo);
 		if (repoId === undefined) {
 			return false;
@@ -265,7 +269,7 @@ export class SqliteMetadataStore implements MetadataStore {
 		}).immediate();
 	}
 
-	unlinkBlob(repo: RepoKey, digest: string): boolean {
+	async unlinkBlob(repo: RepoKey, digest: string): Promise<boolean> {
 		const repoId = this.#repoId(repo);
 		return (
 			repoId !== undefined &&
@@ -273,7 +277,7 @@ export class SqliteMetadataStore implements MetadataStore {
 		);
 	}
 
-	listRepositories(): RepoKey[] {
+	async listRepositories(): Promise<RepoKey[]> {
 		return this.#statement(
 			`SELECT registry, name FROM repositories r
 			 WHERE EXISTS (SELECT 1 FROM repository_manifests m WHERE m.repository_id = r.id)
@@ -281,7 +285,7 @@ export class SqliteMetadataStore implements MetadataStore {
 		).all() as RepoKey[];
 	}
 
-	repositoryExists(repo: RepoKey): boolean {
+	async repositoryExists(repo: RepoKey): Promise<boolean> {
 		const repoId = this.#repoId(repo);
 		return (
 			repoId !== undefined &&
@@ -290,7 +294,7 @@ export class SqliteMetadataStore implements MetadataStore {
 		);
 	}
 
-	createUpload(upload: {id: string; repo: RepoKey; now: number}): void {
+	async createUpload(upload: {id: string; repo: RepoKey; now: number}): Promise<void> {
 		this.#statement('INSERT INTO uploads (id, registry, name, size, created_at, updated_at) VALUES (?, ?, ?, 0, ?, ?)').run(
 			upload.id,
 			upload.repo.registry,
@@ -300,27 +304,31 @@ export class SqliteMetadataStore implements MetadataStore {
 		);
 	}
 
-	getUpload(id: string): UploadRecord | undefined {
+	async getUpload(id: string): Promise<UploadRecord | undefined> {
+		return this.#getUpload(id);
+	}
+
+	#getUpload(id: string): UploadRecord | undefined {
 		const row = this.#statement(
 			'SELECT id, registry, name, size, created_at AS createdAt, updated_at AS updatedAt FROM uploads WHERE id = ?',
 		).get(id) as {id: string; registry: string; name: string; size: number; createdAt: number; updatedAt: number} | undefined;
 		return row && {id: row.id, repo: {registry: row.registry, name: row.name}, size: row.size, createdAt: row.createdAt, updatedAt: row.updatedAt};
 	}
 
-	setUploadSize(id: string, size: number, now: number): void {
+	async setUploadSize(id: string, size: number, now: number): Promise<void> {
 		this.#statement('UPDATE uploads SET size = ?, updated_at = ? WHERE id = ?').run(size, now, id);
 	}
 
-	deleteUpload(id: string): void {
+	async deleteUpload(id: string): Promise<void> {
 		this.#statement('DELETE FROM uploads WHERE id = ?').run(id);
 	}
 
-	uploadsIdleSince(before: number): UploadRecord[] {
+	async uploadsIdleSince(before: number): Promise<UploadRecord[]> {
 		const rows = this.#statement('SELECT id FROM uploads WHERE updated_at < ?').all(before) as Array<{id: string}>;
-		return rows.map(row => this.getUpload(row.id)).filter((upload): upload is UploadRecord => upload !== undefined);
+		return rows.map(row => this.#getUpload(row.id)).filter((upload): upload is UploadRecord => upload !== undefined);
 	}
 
-	putReferrer(repo: RepoKey, subject: string, referrer: ReferrerRecord): void {
+	async putReferrer(repo: RepoKey, subject: string, referrer: ReferrerRecord): Promise<void> {
 		const repoId = this.#ensureRepo(repo, Date.now());
 		this.#statement(
 			`INSERT INTO referrers (repository_id, subject, digest, media_type, artifact_type, size, annotations)
@@ -336,7 +344,7 @@ export class SqliteMetadataStore implements MetadataStore {
 		);
 	}
 
-	listReferrers(repo: RepoKey, subject: string): ReferrerRecord[] {
+	async listReferrers(repo: RepoKey, subject: string): Promise<ReferrerRecord[]> {
 		const repoId = this.#repoId(repo);
 		if (repoId === undefined) {
 			return [];
@@ -355,25 +363,25 @@ export class SqliteMetadataStore implements MetadataStore {
 		}));
 	}
 
-	cachedBytes(): number {
+	async cachedBytes(): Promise<number> {
 		const blobs = this.#statement('SELECT COALESCE(SUM(size), 0) AS total FROM blobs WHERE pushed = 0').get() as {total: number};
 		const manifests = this.#statement('SELECT COALESCE(SUM(size), 0) AS total FROM manifests WHERE pushed = 0').get() as {total: number};
 		return blobs.total + manifests.total;
 	}
 
-	pushedBytes(): number {
+	async pushedBytes(): Promise<number> {
 		const blobs = this.#statement('SELECT COALESCE(SUM(size), 0) AS total FROM blobs WHERE pushed = 1').get() as {total: number};
 		const manifests = this.#statement('SELECT COALESCE(SUM(size), 0) AS total FROM manifests WHERE pushed = 1').get() as {total: number};
 		return blobs.total + manifests.total;
 	}
 
-	leastRecentlyUsedCachedManifest(): {digest: string; lastAccess: number} | undefined {
+	async leastRecentlyUsedCachedManifest(): Promise<{digest: string; lastAccess: number} | undefined> {
 		return this.#statement(
 			'SELECT digest, last_access AS lastAccess FROM manifests WHERE pushed = 0 ORDER BY last_access, digest LIMIT 1',
 		).get() as {digest: string; lastAccess: number} | undefined;
 	}
 
-	evictManifest(digest: string): Array<{digest: string; size: number}> {
+	async evictManifest(digest: string): Promise<Array<{digest: string; size: number}>> {
 		return this.#db.transaction(() => {
 			const referenced = this.#statement('SELECT reference_digest AS digest FROM manifest_references WHERE manifest_digest = ?').all(
 				digest,
@@ -397,7 +405,7 @@ export class SqliteMetadataStore implements MetadataStore {
 		}).immediate();
 	}
 
-	unreferencedCachedBlobs(before: number): Array<{digest: string; size: number}> {
+	async unreferencedCachedBlobs(before: number): Promise<Array<{digest: string; size: number}>> {
 		return this.#statement(
 			`SELECT digest, size FROM blobs b WHERE pushed = 0 AND last_access < ?
 			 AND NOT EXISTS (SELECT 1 FROM manifest_references r WHERE r.reference_digest = b.digest)
@@ -405,7 +413,7 @@ export class SqliteMetadataStore implements MetadataStore {
 		).all(before) as Array<{digest: string; size: number}>;
 	}
 
-	collectGarbage(before: number, apply: boolean): {manifests: string[]; blobs: Array<{digest: string; size: number}>} {
+	async collectGarbage(before: number, apply: boolean): Promise<{manifests: string[]; blobs: Array<{digest: string; size: number}>}> {
 		const run = () => {
 			// Mark: manifests some repository links are live, and so is everything they reference.
 			const manifests = (
@@ -438,7 +446,7 @@ export class SqliteMetadataStore implements MetadataStore {
 		return apply ? this.#db.transaction(run).immediate() : run();
 	}
 
-	deleteBlobRecords(digests: readonly string[]): void {
+	async deleteBlobRecords(digests: readonly string[]): Promise<void> {
 		this.#db.transaction(() => {
 			for (const digest of digests) {
 				this.#statement('DELETE FROM blobs WHERE digest = ?').run(digest);
@@ -446,7 +454,7 @@ export class SqliteMetadataStore implements MetadataStore {
 		}).immediate();
 	}
 
-	describeRepositories(): Array<RepoKey & {tags: Array<{tag: string; digest: string; fetchedAt: number}>; bytes: number; lastAccess: number}> {
+	async describeRepositories(): Promise<Array<RepoKey & {tags: Array<{tag: string; digest: string; fetchedAt: number}>; bytes: number; lastAccess: number}>> {
 		const repos = this.#statement(
 			`SELECT r.id, r.registry, r.name,
 				COALESCE((SELECT SUM(b.size) FROM repository_blobs l JOIN blobs b ON b.digest = l.digest WHERE l.repository_id = r.id), 0) AS bytes,
@@ -465,7 +473,7 @@ export class SqliteMetadataStore implements MetadataStore {
 		}));
 	}
 
-	close(): void {
+	async close(): Promise<void> {
 		this.#db.close();
 	}
 }

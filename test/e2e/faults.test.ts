@@ -137,7 +137,7 @@ async function eventually(
 async function assertNothingStored(t: ExecutionContext, mirror: Mirror, digest: string): Promise<void> {
 	await mirror.registry.fills.drain();
 	t.false(existsSync(blobPath(mirror, digest)), `no file under blobs/ for ${digest}`);
-	t.is(mirror.registry.metadata.getBlob(digest), undefined, `no blob row for ${digest}`);
+	t.is(await mirror.registry.metadata.getBlob(digest), undefined, `no blob row for ${digest}`);
 	t.deepEqual(await readdir(join(mirror.dataDir, 'tmp')), [], 'tmp/ is empty');
 }
 
@@ -287,7 +287,7 @@ test('connection refused: an uncached blob and manifest fail with a V2 error, no
 	assertFailed(t, manifest, image.manifest, 'manifest');
 	t.true(manifest.status >= 500, `manifest: a server-side error (${manifest.status})`);
 	await assertNothingStored(t, mirror, image.layer.digest);
-	t.is(mirror.registry.metadata.getManifest(image.digest), undefined, 'no manifest cached');
+	t.is(await mirror.registry.metadata.getManifest(image.digest), undefined, 'no manifest cached');
 
 	await upstream.accept();
 	await eventually(t, async () => getManifest(mirror, 'team/app', '1'), image.manifest, 'manifest after recovery');
@@ -307,8 +307,8 @@ const manifestFault = test.macro({
 
 		assertFailed(t, await getManifest(mirror, 'team/app', '1'), image.manifest, 'by tag');
 		assertFailed(t, await getManifest(mirror, 'team/app', image.digest), image.manifest, 'by digest');
-		t.is(mirror.registry.metadata.getManifest(image.digest), undefined, 'nothing cached');
-		t.is(mirror.registry.metadata.getTag({registry: 'fault', name: 'team/app'}, '1'), undefined, 'no tag cached');
+		t.is(await mirror.registry.metadata.getManifest(image.digest), undefined, 'nothing cached');
+		t.is(await mirror.registry.metadata.getTag({registry: 'fault', name: 'team/app'}, '1'), undefined, 'no tag cached');
 
 		clearTag();
 		clearDigest();

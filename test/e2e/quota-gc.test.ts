@@ -65,18 +65,18 @@ test('quota: LRU images are evicted, the newest stays, shared blobs of kept imag
 	for (const {name, image} of images) {
 		await pull(mirror.url, name, image);
 		await registry.maintenance.enforceQuota(0);
-		t.true(registry.metadata.cachedBytes() <= 3.5 * MiB, `after ${name}: ${registry.metadata.cachedBytes()} bytes cached`);
+		t.true((await registry.metadata.cachedBytes()) <= 3.5 * MiB, `after ${name}: ${await registry.metadata.cachedBytes()} bytes cached`);
 	}
 
 	const newest = images.at(-1)!;
 	upstream.resetCounts();
 	await pull(mirror.url, newest.name, newest.image);
 	t.is(upstream.count({kind: 'blob'}), 0, 'the most recently pulled image is still cached');
-	t.true(registry.metadata.getBlob(sha256(shared)) !== undefined, 'the blob shared with the kept image is still there');
+	t.true((await registry.metadata.getBlob(sha256(shared))) !== undefined, 'the blob shared with the kept image is still there');
 	t.not(await registry.blobs.size(parseDigest(sha256(shared))), undefined);
 
 	const oldest = images[0]!;
-	t.is(registry.metadata.getManifest(oldest.image.digest), undefined, 'the least recently used image was evicted');
+	t.is(await registry.metadata.getManifest(oldest.image.digest), undefined, 'the least recently used image was evicted');
 	t.is(await registry.blobs.size(parseDigest(oldest.image.layers[1]!.digest)), undefined, 'with its own layer file');
 
 	for (const blob of [pushed.config, ...pushed.layers]) {
@@ -117,7 +117,7 @@ test('gc after deletes frees exactly the unreferenced blobs, also while a push i
 		[x.config.digest, x.layers[1]!.digest].sort(),
 		'exactly the blobs only the deleted manifest referenced',
 	);
-	t.not(registry.metadata.getBlob(x.config.digest), undefined, 'a dry run removes nothing');
+	t.not(await registry.metadata.getBlob(x.config.digest), undefined, 'a dry run removes nothing');
 
 	const report = await registry.maintenance.gc({dryRun: false, graceMs: 1000});
 	t.deepEqual(report.blobs.map(blob => blob.digest).sort(), [x.config.digest, x.layers[1]!.digest].sort());
@@ -145,7 +145,7 @@ test('gc after deletes frees exactly the unreferenced blobs, also while a push i
 	const config = join(dir, 'mirror.yml');
 	await writeFile(config, `storage: {dir: ${mirror.dataDir}}\nupstreams: {docker.io: {url: http://127.0.0.1:9}}\nnamespaces: [{prefix: private/, local: true}, {prefix: "", upstream: docker.io}]\n`);
 	const cli = async (...args: string[]) => run(process.execPath, ['--import', 'tsx', 'src/main.ts', ...args, '--config', config], {timeoutMs: 60_000});
-	registry.access.flush();
+	await registry.access.flush();
 	const ls = await cli('ls');
 	t.is(ls.code, 0, ls.stderr);
 	t.regex(ls.stdout, /private\/y\s+pushed\s+1/);

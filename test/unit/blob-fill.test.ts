@@ -78,7 +78,7 @@ type Harness = {
 	opens: number;
 	commits: number[];
 	open: () => Promise<FillSource>;
-	commit: (size: number) => void;
+	commit: (size: number) => Promise<void>;
 };
 
 async function harness(t: ExecutionContext, size: number | undefined): Promise<Harness> {
@@ -98,7 +98,7 @@ async function harness(t: ExecutionContext, size: number | undefined): Promise<H
 			h.opens++;
 			return {size, body};
 		},
-		commit(committed) {
+		async commit(committed) {
 			h.commits.push(committed);
 		},
 	};
@@ -216,7 +216,7 @@ test('two readers joining one fill get the same bytes; the source is opened once
 	// once committed the registry forgets it: a new join starts afresh
 	const again = h.fills.join(digest, h.store, async () => {
 		throw new Error('not reached in this test');
-	}, () => undefined);
+	}, async () => undefined);
 	t.true(again.started);
 	await t.throwsAsync(again.fill.done, {message: 'not reached in this test'});
 });
@@ -375,7 +375,7 @@ test('the open function throwing rejects ready and done', async t => {
 		async () => {
 			throw failure;
 		},
-		() => {
+		async () => {
 			commits++;
 		},
 	);
@@ -397,7 +397,7 @@ test('a non-Error thrown by open is wrapped', async t => {
 		digestOf(bytes(10)),
 		h.store,
 		async () => Promise.reject('nope'), // eslint-disable-line @typescript-eslint/prefer-promise-reject-errors
-		() => undefined,
+		async () => undefined,
 	);
 	const error = await t.throwsAsync(fill.ready, {instanceOf: Error});
 	t.is(error?.message, 'nope');
@@ -409,7 +409,7 @@ test('commit is called once with the size, then the file is in place', async t =
 	const h = await harness(t, data.length);
 	let inPlaceAtCommit: Buffer | undefined;
 	const commits: number[] = [];
-	const {fill} = h.fills.join(digest, h.store, h.open, size => {
+	const {fill} = h.fills.join(digest, h.store, h.open, async size => {
 		commits.push(size);
 		t.is(fill.state, 'running'); // recorded before readers are told it is done
 		void readFile(h.store.pathOf(digest)).then(buffer => {
@@ -438,6 +438,67 @@ test('commit is called once with the size, then the file is in place', async t =
 	}
 
 	t.true(Buffer.concat(stored).equals(data.subarray(10, 20)));
+});
+
+test('a slow commit holds the last byte and done until the row is written', async t => {
+	const data = bytes(20_000);
+	const digest = digestOf(data);
+	const h = await harness(t, data.length);
+	let release!: () => void;
+	const written = new Promise<void>(resolve => {
+		release = resolve;
+	});
+	let committing = false;
+	const {fill} = h.fills.join(digest, h.store, h.open, async () => {
+		committing = true;
+		await written;
+	});
+	await fill.ready;
+	const reader = new Collector(fill.createReader());
+	await feed(fill, h.body, data);
+	h.body.end();
+	while (!committing) {
+		await settle();
+	}
+
+	let finished = false;
+	void fill.done.then(() => {
+		finished = true;
+	});
+	await settle();
+	t.is(fill.state, 'running');
+	t.is(fill.readable, data.length - 1);
+	t.is(reader.received, data.length - 1);
+	t.false(finished);
+
+	release();
+	await fill.done;
+	t.is(fill.state, 'done');
+	t.true((await reader.finished).equals(data));
+	t.is(await h.store.size(digest), data.length);
+});
+
+test('a commit that fails removes the file and fails the fill', async t => {
+	const data = bytes(20_000);
+	const digest = digestOf(data);
+	const h = await harness(t, data.length);
+	const failure = new Error('the database is gone');
+	const {fill} = h.fills.join(digest, h.store, h.open, async () => {
+		throw failure;
+	});
+	await fill.ready;
+	const reader = new Collector(fill.createReader());
+	await feed(fill, h.body, data);
+	h.body.end();
+	t.is(await t.throwsAsync(fill.done), failure);
+	t.is(await t.throwsAsync(reader.finished), failure);
+	t.true(reader.received <= data.length - 1);
+	t.is(fill.state, 'failed');
+	t.is(await h.store.size(digest), undefined);
+	t.deepEqual(await listTree(h.store.blobsDir), []);
+	t.deepEqual(await readdir(h.store.tmpDir), []);
+	await settle();
+	t.is(h.fills.size, 0);
 });
 
 test('an empty blob', async t => {

@@ -27,15 +27,15 @@ async function openStore(t: ExecutionContext): Promise<{store: SqliteMetadataSto
 	const file = await dbFile(t);
 	const store = new SqliteMetadataStore(file);
 	let closed = false;
-	t.teardown(() => {
+	t.teardown(async () => {
 		if (!closed) {
-			store.close();
+			await store.close();
 		}
 	});
 	const close = store.close.bind(store);
-	store.close = () => {
+	store.close = async () => {
 		closed = true;
-		close();
+		await close();
 	};
 
 	return {store, file};
@@ -61,16 +61,16 @@ test('migrations run once and reopening keeps data and version', async t => {
 	const first = new SqliteMetadataStore(file);
 	t.true(MIGRATIONS.length > 0);
 	t.is(first.schemaVersion, MIGRATIONS.length);
-	first.putBlob(hub, {digest: D1, size: 10, pushed: false, now: 1000});
-	first.putManifest({repo: hub, manifest: manifest(D2), tag: 'latest', pushed: false, now: 1000});
-	first.close();
+	await first.putBlob(hub, {digest: D1, size: 10, pushed: false, now: 1000});
+	await first.putManifest({repo: hub, manifest: manifest(D2), tag: 'latest', pushed: false, now: 1000});
+	await first.close();
 
 	// Reopening must not re-run CREATE TABLE (it would throw) nor lose rows.
 	const second = new SqliteMetadataStore(file);
 	t.teardown(() => second.close());
 	t.is(second.schemaVersion, MIGRATIONS.length);
-	t.deepEqual(second.getBlob(D1), {digest: D1, size: 10, pushed: false, lastAccess: 1000});
-	t.is(second.getTag(hub, 'latest')?.digest, D2);
+	t.deepEqual(await second.getBlob(D1), {digest: D1, size: 10, pushed: false, lastAccess: 1000});
+	t.is((await second.getTag(hub, 'latest'))?.digest, D2);
 });
 
 test('a database newer than the program is refused', async t => {
@@ -88,7 +88,7 @@ test('a database newer than the program is refused', async t => {
 test('putManifest with a tag, then read it back', async t => {
 	const {store} = await openStore(t);
 	const content = Buffer.from('{"schemaVersion":2,"config":{}}');
-	store.putManifest({
+	await store.putManifest({
 		repo: hub,
 		manifest: {digest: D1, mediaType: MANIFEST_TYPE, content},
 		tag: 'latest',
@@ -97,191 +97,191 @@ test('putManifest with a tag, then read it back', async t => {
 		now: 1234,
 	});
 
-	t.deepEqual(store.getTag(hub, 'latest'), {digest: D1, fetchedAt: 1234, checkedAt: 1234});
-	const record = store.getManifest(D1);
+	t.deepEqual(await store.getTag(hub, 'latest'), {digest: D1, fetchedAt: 1234, checkedAt: 1234});
+	const record = await store.getManifest(D1);
 	t.is(record?.digest, D1);
 	t.is(record?.mediaType, MANIFEST_TYPE);
 	t.true(Buffer.isBuffer(record?.content));
 	t.true(record?.content.equals(content));
-	t.true(store.hasRepoManifest(hub, D1));
-	t.false(store.hasRepoManifest(hub, D2));
-	t.deepEqual(store.listTags(hub), ['latest']);
+	t.true(await store.hasRepoManifest(hub, D1));
+	t.false(await store.hasRepoManifest(hub, D2));
+	t.deepEqual(await store.listTags(hub), ['latest']);
 
-	t.is(store.getTag(hub, 'other'), undefined);
-	t.is(store.getManifest(D2), undefined);
-	t.deepEqual(store.listTags({registry: 'docker.io', name: 'library/redis'}), []);
+	t.is(await store.getTag(hub, 'other'), undefined);
+	t.is(await store.getManifest(D2), undefined);
+	t.deepEqual(await store.listTags({registry: 'docker.io', name: 'library/redis'}), []);
 });
 
 test('putManifest without a tag links it by digest only', async t => {
 	const {store} = await openStore(t);
-	store.putManifest({repo: hub, manifest: manifest(D1), pushed: false, now: 1});
-	t.true(store.hasRepoManifest(hub, D1));
-	t.deepEqual(store.listTags(hub), []);
+	await store.putManifest({repo: hub, manifest: manifest(D1), pushed: false, now: 1});
+	t.true(await store.hasRepoManifest(hub, D1));
+	t.deepEqual(await store.listTags(hub), []);
 });
 
 test('listTags is sorted', async t => {
 	const {store} = await openStore(t);
 	for (const tag of ['v2', 'latest', 'v10', 'alpine']) {
-		store.putManifest({repo: hub, manifest: manifest(D1), tag, pushed: false, now: 1});
+		await store.putManifest({repo: hub, manifest: manifest(D1), tag, pushed: false, now: 1});
 	}
 
-	t.deepEqual(store.listTags(hub), ['alpine', 'latest', 'v10', 'v2']);
+	t.deepEqual(await store.listTags(hub), ['alpine', 'latest', 'v10', 'v2']);
 });
 
 test('the same repository name under two registries never mixes', async t => {
 	const {store} = await openStore(t);
-	store.putManifest({repo: hub, manifest: manifest(D1), tag: 'latest', pushed: false, now: 100});
-	store.putManifest({repo: ghcr, manifest: manifest(D2), tag: 'latest', pushed: false, now: 200});
-	store.putManifest({repo: ghcr, manifest: manifest(D3), tag: 'edge', pushed: false, now: 200});
-	store.putBlob(hub, {digest: D3, size: 3, pushed: false, now: 100});
+	await store.putManifest({repo: hub, manifest: manifest(D1), tag: 'latest', pushed: false, now: 100});
+	await store.putManifest({repo: ghcr, manifest: manifest(D2), tag: 'latest', pushed: false, now: 200});
+	await store.putManifest({repo: ghcr, manifest: manifest(D3), tag: 'edge', pushed: false, now: 200});
+	await store.putBlob(hub, {digest: D3, size: 3, pushed: false, now: 100});
 
-	t.deepEqual(store.getTag(hub, 'latest'), {digest: D1, fetchedAt: 100, checkedAt: 100});
-	t.deepEqual(store.getTag(ghcr, 'latest'), {digest: D2, fetchedAt: 200, checkedAt: 200});
-	t.is(store.getTag(hub, 'edge'), undefined);
-	t.is(store.getTag(local, 'latest'), undefined);
-	t.deepEqual(store.listTags(hub), ['latest']);
-	t.deepEqual(store.listTags(ghcr), ['edge', 'latest']);
-	t.deepEqual(store.listTags(local), []);
+	t.deepEqual(await store.getTag(hub, 'latest'), {digest: D1, fetchedAt: 100, checkedAt: 100});
+	t.deepEqual(await store.getTag(ghcr, 'latest'), {digest: D2, fetchedAt: 200, checkedAt: 200});
+	t.is(await store.getTag(hub, 'edge'), undefined);
+	t.is(await store.getTag(local, 'latest'), undefined);
+	t.deepEqual(await store.listTags(hub), ['latest']);
+	t.deepEqual(await store.listTags(ghcr), ['edge', 'latest']);
+	t.deepEqual(await store.listTags(local), []);
 
-	t.true(store.hasRepoManifest(hub, D1));
-	t.false(store.hasRepoManifest(hub, D2));
-	t.true(store.hasRepoManifest(ghcr, D2));
-	t.false(store.hasRepoManifest(ghcr, D1));
-	t.false(store.hasRepoManifest(local, D1));
+	t.true(await store.hasRepoManifest(hub, D1));
+	t.false(await store.hasRepoManifest(hub, D2));
+	t.true(await store.hasRepoManifest(ghcr, D2));
+	t.false(await store.hasRepoManifest(ghcr, D1));
+	t.false(await store.hasRepoManifest(local, D1));
 
-	t.true(store.hasRepoBlob(hub, D3));
-	t.false(store.hasRepoBlob(ghcr, D3));
-	t.false(store.hasRepoBlob(local, D3));
-	t.true(store.registryHasBlob('docker.io', D3));
-	t.false(store.registryHasBlob('ghcr.io', D3));
-	t.false(store.registryHasBlob(LOCAL_REGISTRY, D3));
+	t.true(await store.hasRepoBlob(hub, D3));
+	t.false(await store.hasRepoBlob(ghcr, D3));
+	t.false(await store.hasRepoBlob(local, D3));
+	t.true(await store.registryHasBlob('docker.io', D3));
+	t.false(await store.registryHasBlob('ghcr.io', D3));
+	t.false(await store.registryHasBlob(LOCAL_REGISTRY, D3));
 
-	store.markTagChecked(ghcr, 'latest', 999);
-	t.is(store.getTag(ghcr, 'latest')?.checkedAt, 999);
-	t.is(store.getTag(hub, 'latest')?.checkedAt, 100);
+	await store.markTagChecked(ghcr, 'latest', 999);
+	t.is((await store.getTag(ghcr, 'latest'))?.checkedAt, 999);
+	t.is((await store.getTag(hub, 'latest'))?.checkedAt, 100);
 });
 
 test('markTagChecked updates checkedAt only', async t => {
 	const {store} = await openStore(t);
-	store.putManifest({repo: hub, manifest: manifest(D1), tag: 'latest', pushed: false, now: 100});
-	store.markTagChecked(hub, 'latest', 500);
-	t.deepEqual(store.getTag(hub, 'latest'), {digest: D1, fetchedAt: 100, checkedAt: 500});
+	await store.putManifest({repo: hub, manifest: manifest(D1), tag: 'latest', pushed: false, now: 100});
+	await store.markTagChecked(hub, 'latest', 500);
+	t.deepEqual(await store.getTag(hub, 'latest'), {digest: D1, fetchedAt: 100, checkedAt: 500});
 	// an unknown tag is a no-op, not an insert
-	store.markTagChecked(hub, 'nope', 600);
-	t.is(store.getTag(hub, 'nope'), undefined);
-	t.deepEqual(store.listTags(hub), ['latest']);
+	await store.markTagChecked(hub, 'nope', 600);
+	t.is(await store.getTag(hub, 'nope'), undefined);
+	t.deepEqual(await store.listTags(hub), ['latest']);
 });
 
 test('re-tagging moves the tag and keeps the old manifest', async t => {
 	const {store} = await openStore(t);
-	store.putManifest({repo: hub, manifest: manifest(D1), tag: 'latest', pushed: false, now: 100});
-	store.markTagChecked(hub, 'latest', 150);
-	store.putManifest({repo: hub, manifest: manifest(D2), tag: 'latest', pushed: false, now: 200});
-	t.deepEqual(store.getTag(hub, 'latest'), {digest: D2, fetchedAt: 200, checkedAt: 200});
-	t.deepEqual(store.listTags(hub), ['latest']);
-	t.true(store.hasRepoManifest(hub, D1));
-	t.true(store.hasRepoManifest(hub, D2));
-	t.is(store.getManifest(D1)?.content.toString(), `{"digest":"${D1}"}`);
+	await store.putManifest({repo: hub, manifest: manifest(D1), tag: 'latest', pushed: false, now: 100});
+	await store.markTagChecked(hub, 'latest', 150);
+	await store.putManifest({repo: hub, manifest: manifest(D2), tag: 'latest', pushed: false, now: 200});
+	t.deepEqual(await store.getTag(hub, 'latest'), {digest: D2, fetchedAt: 200, checkedAt: 200});
+	t.deepEqual(await store.listTags(hub), ['latest']);
+	t.true(await store.hasRepoManifest(hub, D1));
+	t.true(await store.hasRepoManifest(hub, D2));
+	t.is((await store.getManifest(D1))?.content.toString(), `{"digest":"${D1}"}`);
 });
 
 test('putManifest twice with the same digest keeps the first content', async t => {
 	const {store} = await openStore(t);
-	store.putManifest({repo: hub, manifest: manifest(D1, 'first'), pushed: false, now: 100});
-	store.putManifest({repo: ghcr, manifest: manifest(D1, 'second'), pushed: true, now: 200});
-	t.is(store.getManifest(D1)?.content.toString(), 'first');
-	t.true(store.hasRepoManifest(hub, D1));
-	t.true(store.hasRepoManifest(ghcr, D1));
+	await store.putManifest({repo: hub, manifest: manifest(D1, 'first'), pushed: false, now: 100});
+	await store.putManifest({repo: ghcr, manifest: manifest(D1, 'second'), pushed: true, now: 200});
+	t.is((await store.getManifest(D1))?.content.toString(), 'first');
+	t.true(await store.hasRepoManifest(hub, D1));
+	t.true(await store.hasRepoManifest(ghcr, D1));
 });
 
 test('putBlob, hasRepoBlob, registryHasBlob, linkBlob, getBlob', async t => {
 	const {store} = await openStore(t);
-	t.is(store.getBlob(D1), undefined);
-	store.putBlob(hub, {digest: D1, size: 42, pushed: false, now: 1000});
-	t.deepEqual(store.getBlob(D1), {digest: D1, size: 42, pushed: false, lastAccess: 1000});
-	t.true(store.hasRepoBlob(hub, D1));
-	t.true(store.registryHasBlob('docker.io', D1));
+	t.is(await store.getBlob(D1), undefined);
+	await store.putBlob(hub, {digest: D1, size: 42, pushed: false, now: 1000});
+	t.deepEqual(await store.getBlob(D1), {digest: D1, size: 42, pushed: false, lastAccess: 1000});
+	t.true(await store.hasRepoBlob(hub, D1));
+	t.true(await store.registryHasBlob('docker.io', D1));
 
 	const other: RepoKey = {registry: 'docker.io', name: 'library/redis'};
-	t.false(store.hasRepoBlob(other, D1));
-	t.true(store.registryHasBlob('docker.io', D1));
-	store.linkBlob(other, D1);
-	t.true(store.hasRepoBlob(other, D1));
-	store.linkBlob(other, D1); // idempotent
-	t.true(store.hasRepoBlob(other, D1));
+	t.false(await store.hasRepoBlob(other, D1));
+	t.true(await store.registryHasBlob('docker.io', D1));
+	await store.linkBlob(other, D1);
+	t.true(await store.hasRepoBlob(other, D1));
+	await store.linkBlob(other, D1); // idempotent
+	t.true(await store.hasRepoBlob(other, D1));
 
 	// linking a blob the store does not know is a no-op
-	t.notThrows(() => store.linkBlob(other, D2));
-	t.false(store.hasRepoBlob(other, D2));
+	await t.notThrowsAsync(async () => store.linkBlob(other, D2));
+	t.false(await store.hasRepoBlob(other, D2));
 });
 
 test('the pushed flag sticks once true', async t => {
 	const {store} = await openStore(t);
-	store.putBlob(hub, {digest: D1, size: 1, pushed: false, now: 1});
-	t.false(store.getBlob(D1)?.pushed);
-	store.putBlob(local, {digest: D1, size: 1, pushed: true, now: 2});
-	t.true(store.getBlob(D1)?.pushed);
-	store.putBlob(ghcr, {digest: D1, size: 1, pushed: false, now: 3});
-	t.deepEqual(store.getBlob(D1), {digest: D1, size: 1, pushed: true, lastAccess: 3});
-	t.true(store.hasRepoBlob(hub, D1));
-	t.true(store.hasRepoBlob(local, D1));
-	t.true(store.hasRepoBlob(ghcr, D1));
+	await store.putBlob(hub, {digest: D1, size: 1, pushed: false, now: 1});
+	t.false((await store.getBlob(D1))?.pushed);
+	await store.putBlob(local, {digest: D1, size: 1, pushed: true, now: 2});
+	t.true((await store.getBlob(D1))?.pushed);
+	await store.putBlob(ghcr, {digest: D1, size: 1, pushed: false, now: 3});
+	t.deepEqual(await store.getBlob(D1), {digest: D1, size: 1, pushed: true, lastAccess: 3});
+	t.true(await store.hasRepoBlob(hub, D1));
+	t.true(await store.hasRepoBlob(local, D1));
+	t.true(await store.hasRepoBlob(ghcr, D1));
 });
 
 test('touch updates last_access in one batch and never moves it backwards', async t => {
 	const {store, file} = await openStore(t);
-	store.putBlob(hub, {digest: D1, size: 1, pushed: false, now: 1000});
-	store.putBlob(hub, {digest: D2, size: 1, pushed: false, now: 1000});
-	store.putManifest({repo: hub, manifest: manifest(D3), pushed: false, now: 1000});
+	await store.putBlob(hub, {digest: D1, size: 1, pushed: false, now: 1000});
+	await store.putBlob(hub, {digest: D2, size: 1, pushed: false, now: 1000});
+	await store.putManifest({repo: hub, manifest: manifest(D3), pushed: false, now: 1000});
 
-	store.touch([
+	await store.touch([
 		{kind: 'blob', digest: D1, at: 5000},
 		{kind: 'blob', digest: D2, at: 500},
 		{kind: 'manifest', digest: D3, at: 7000},
 		{kind: 'blob', digest: 'sha256:' + 'f'.repeat(64), at: 9000},
 	]);
-	t.is(store.getBlob(D1)?.lastAccess, 5000);
-	t.is(store.getBlob(D2)?.lastAccess, 1000);
+	t.is((await store.getBlob(D1))?.lastAccess, 5000);
+	t.is((await store.getBlob(D2))?.lastAccess, 1000);
 	t.is(manifestLastAccess(file, D3), 7000);
-	t.is(store.getBlob('sha256:' + 'f'.repeat(64)), undefined);
+	t.is(await store.getBlob('sha256:' + 'f'.repeat(64)), undefined);
 
-	store.touch([{kind: 'blob', digest: D1, at: 4000}]);
-	t.is(store.getBlob(D1)?.lastAccess, 5000);
+	await store.touch([{kind: 'blob', digest: D1, at: 4000}]);
+	t.is((await store.getBlob(D1))?.lastAccess, 5000);
 	// a manifest touch does not touch a blob of the same digest and vice versa
-	store.touch([{kind: 'manifest', digest: D2, at: 8000}]);
-	t.is(store.getBlob(D2)?.lastAccess, 1000);
-	store.touch([]);
-	t.is(store.getBlob(D1)?.lastAccess, 5000);
+	await store.touch([{kind: 'manifest', digest: D2, at: 8000}]);
+	t.is((await store.getBlob(D2))?.lastAccess, 1000);
+	await store.touch([]);
+	t.is((await store.getBlob(D1))?.lastAccess, 5000);
 });
 
 test('deleteBlobRecord removes the blob and its links', async t => {
 	const {store} = await openStore(t);
-	store.putBlob(hub, {digest: D1, size: 1, pushed: false, now: 1});
-	store.putBlob(ghcr, {digest: D1, size: 1, pushed: false, now: 1});
-	store.putBlob(hub, {digest: D2, size: 2, pushed: false, now: 1});
-	store.deleteBlobRecord(D1);
-	t.is(store.getBlob(D1), undefined);
-	t.false(store.hasRepoBlob(hub, D1));
-	t.false(store.hasRepoBlob(ghcr, D1));
-	t.false(store.registryHasBlob('docker.io', D1));
-	t.true(store.hasRepoBlob(hub, D2));
-	store.deleteBlobRecord(D3); // unknown: no-op
-	t.deepEqual(store.allBlobDigests(), [D2]);
+	await store.putBlob(hub, {digest: D1, size: 1, pushed: false, now: 1});
+	await store.putBlob(ghcr, {digest: D1, size: 1, pushed: false, now: 1});
+	await store.putBlob(hub, {digest: D2, size: 2, pushed: false, now: 1});
+	await store.deleteBlobRecord(D1);
+	t.is(await store.getBlob(D1), undefined);
+	t.false(await store.hasRepoBlob(hub, D1));
+	t.false(await store.hasRepoBlob(ghcr, D1));
+	t.false(await store.registryHasBlob('docker.io', D1));
+	t.true(await store.hasRepoBlob(hub, D2));
+	await store.deleteBlobRecord(D3); // unknown: no-op
+	t.deepEqual(await store.allBlobDigests(), [D2]);
 });
 
 test('allBlobDigests lists every blob once', async t => {
 	const {store} = await openStore(t);
-	t.deepEqual(store.allBlobDigests(), []);
-	store.putBlob(hub, {digest: D2, size: 1, pushed: false, now: 1});
-	store.putBlob(ghcr, {digest: D2, size: 1, pushed: false, now: 1});
-	store.putBlob(local, {digest: D1, size: 1, pushed: true, now: 1});
-	store.putManifest({repo: hub, manifest: manifest(D3), pushed: false, now: 1});
-	t.deepEqual(store.allBlobDigests().sort(), [D1, D2]);
+	t.deepEqual(await store.allBlobDigests(), []);
+	await store.putBlob(hub, {digest: D2, size: 1, pushed: false, now: 1});
+	await store.putBlob(ghcr, {digest: D2, size: 1, pushed: false, now: 1});
+	await store.putBlob(local, {digest: D1, size: 1, pushed: true, now: 1});
+	await store.putManifest({repo: hub, manifest: manifest(D3), pushed: false, now: 1});
+	t.deepEqual((await store.allBlobDigests()).sort(), [D1, D2]);
 });
 
 /** Records touch() calls; every other method is unused by AccessRecorder. */
 class RecordingStore {
 	readonly calls: Array<ReadonlyArray<{kind: 'blob' | 'manifest'; digest: string; at: number}>> = [];
-	touch(entries: ReadonlyArray<{kind: 'blob' | 'manifest'; digest: string; at: number}>): void {
+	async touch(entries: ReadonlyArray<{kind: 'blob' | 'manifest'; digest: string; at: number}>): Promise<void> {
 		this.calls.push(entries.map(entry => ({...entry})));
 	}
 }
@@ -293,52 +293,52 @@ function recorder(t: ExecutionContext): {access: AccessRecorder; calls: Recordin
 	return {access, calls: store.calls};
 }
 
-test('AccessRecorder holds touches until flush, then writes them in one call', t => {
+test('AccessRecorder holds touches until flush, then writes them in one call', async t => {
 	const {access, calls} = recorder(t);
 	access.touch('blob', D1, 10);
 	access.touch('manifest', D2, 20);
 	access.touch('blob', D1, 30); // same key: the latest call wins
 	access.touch('manifest', D1, 40); // different kind, separate entry
 	t.is(calls.length, 0);
-	access.flush();
+	await access.flush();
 	t.is(calls.length, 1);
 	t.deepEqual(calls[0], [
 		{kind: 'blob', digest: D1, at: 30},
 		{kind: 'manifest', digest: D2, at: 20},
 		{kind: 'manifest', digest: D1, at: 40},
 	]);
-	access.flush(); // nothing pending: no call
+	await access.flush(); // nothing pending: no call
 	t.is(calls.length, 1);
 });
 
-test('AccessRecorder.close flushes what is pending', t => {
+test('AccessRecorder.close flushes what is pending', async t => {
 	const {access, calls} = recorder(t);
 	access.touch('blob', D3, 5);
 	t.is(calls.length, 0);
-	access.close();
+	await access.close();
 	t.deepEqual(calls, [[{kind: 'blob', digest: D3, at: 5}]]);
-	access.close();
+	await access.close();
 	t.is(calls.length, 1);
 });
 
-test('AccessRecorder defaults the time to now', t => {
+test('AccessRecorder defaults the time to now', async t => {
 	const {access, calls} = recorder(t);
 	const before = Date.now();
 	access.touch('blob', D1);
-	access.flush();
+	await access.flush();
 	const at = calls[0]?.[0]?.at ?? 0;
 	t.true(at >= before && at <= Date.now());
 });
 
 test('AccessRecorder with a real store updates last_access on flush only', async t => {
 	const {store} = await openStore(t);
-	store.putBlob(hub, {digest: D1, size: 1, pushed: false, now: 1000});
+	await store.putBlob(hub, {digest: D1, size: 1, pushed: false, now: 1000});
 	const access = new AccessRecorder(store, 60_000);
 	t.teardown(() => access.close());
 	access.touch('blob', D1, 2000);
-	t.is(store.getBlob(D1)?.lastAccess, 1000);
-	access.flush();
-	t.is(store.getBlob(D1)?.lastAccess, 2000);
+	t.is((await store.getBlob(D1))?.lastAccess, 1000);
+	await access.flush();
+	t.is((await store.getBlob(D1))?.lastAccess, 2000);
 });
 
 test('AccessRecorder flushes on its timer', async t => {
