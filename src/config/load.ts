@@ -16,6 +16,17 @@ export type UpstreamConfig = {
 	libraryPrefix: boolean;
 };
 
+export type S3Config = {
+	endpoint: string;
+	bucket: string;
+	region: string;
+	accessKey: string;
+	secretKey: string;
+	forcePathStyle: boolean;
+	prefix: string;
+	redirect: boolean;
+};
+
 export type NamespaceRule = {prefix: string; local: true} | {prefix: string; upstream: string};
 
 export type Config = {
@@ -23,7 +34,11 @@ export type Config = {
 	publicUrl?: string;
 	prefix: string;
 	tls?: {cert: string; key: string};
-	storage: {dir: string; maxSize?: number};
+	storage: {dir: string; maxSize?: number; s3?: S3Config};
+	/** Absent: SQLite under storage.dir. */
+	postgresUrl?: string;
+	/** How the other replicas reach this one (fills in progress); defaults from `listen`. */
+	advertiseUrl?: string;
 	auth?: {htpasswd: string; anonymousPull: boolean};
 	logLevel: string;
 	upstreams: Map<string, UpstreamConfig>;
@@ -98,6 +113,8 @@ export function parseConfig(document: unknown, baseDir: string): Config {
 		publicUrl: raw.public_url,
 		prefix: raw.prefix,
 		storage: {dir: resolve(raw.storage.dir), maxSize: raw.storage.max_size},
+		postgresUrl: raw.metadata.driver === 'postgres' ? raw.metadata.url : undefined,
+		advertiseUrl: raw.cluster.advertise_url,
 		logLevel: raw.log.level,
 		upstreams,
 		namespaces: raw.namespaces,
@@ -111,6 +128,20 @@ export function parseConfig(document: unknown, baseDir: string): Config {
 			events: entry.events,
 		})),
 	};
+
+	const s3 = raw.storage.s3;
+	if (raw.storage.driver === 's3' && s3) {
+		config.storage.s3 = {
+			endpoint: s3.endpoint,
+			bucket: s3.bucket,
+			region: s3.region,
+			accessKey: s3.access_key,
+			secretKey: s3.secret_key,
+			forcePathStyle: s3.force_path_style,
+			prefix: s3.prefix === '' || s3.prefix.endsWith('/') ? s3.prefix : `${s3.prefix}/`,
+			redirect: s3.redirect,
+		};
+	}
 
 	if (raw.tls) {
 		config.tls = {cert: resolve(raw.tls.cert), key: resolve(raw.tls.key)};

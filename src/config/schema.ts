@@ -85,6 +85,30 @@ const endpoint = z.strictObject({
 	events: z.array(z.enum(['push', 'pull', 'delete'])).default(['push', 'pull', 'delete']),
 });
 
+const s3 = z.strictObject({
+	endpoint: httpUrl,
+	bucket: z.string().regex(/^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/, 'not an S3 bucket name (3-63 of a-z 0-9 . -)'),
+	region: z.string().min(1).default('us-east-1'),
+	access_key: z.string().min(1),
+	secret_key: z.string().min(1),
+	force_path_style: z.boolean().default(true),
+	/** Key prefix inside the bucket, so several mirrors (or other data) can share one. */
+	prefix: z
+		.string()
+		.regex(/^(?:[A-Za-z0-9._-]+\/)*[A-Za-z0-9._-]*$/, 'not a key prefix like mirror/ (letters, digits, . _ - and /)')
+		.default(''),
+	/** Answer blob GETs with a short-lived presigned URL instead of the bytes. */
+	redirect: z.boolean().default(false),
+});
+
+const postgresUrl = z.string().refine(value => {
+	try {
+		return ['postgres:', 'postgresql:'].includes(new URL(value).protocol);
+	} catch {
+		return false;
+	}
+}, 'not a postgres:// URL');
+
 const namespace = z.union([
 	z.strictObject({prefix: z.string(), local: z.literal(true)}),
 	z.strictObject({prefix: z.string(), upstream: z.string().min(1)}),
@@ -100,10 +124,14 @@ export const configSchema = z
 			.strictObject({
 				dir: z.string().min(1).default('./data'),
 				max_size: size.optional(),
-				driver: z.literal('filesystem').default('filesystem'),
+				driver: z.enum(['filesystem', 's3']).default('filesystem'),
+				s3: s3.optional(),
 			})
 			.default({dir: './data', driver: 'filesystem'}),
-		metadata: z.strictObject({driver: z.literal('sqlite').default('sqlite')}).default({driver: 'sqlite'}),
+		metadata: z
+			.strictObject({driver: z.enum(['sqlite', 'postgres']).default('sqlite'), url: postgresUrl.optional()})
+			.default({driver: 'sqlite'}),
+		cluster: z.strictObject({advertise_url: httpUrl.optional()}).default({}),
 		auth: z
 			.strictObject({
 				htpasswd: z.string().min(1),
@@ -126,6 +154,14 @@ export const configSchema = z
 					message: `no upstream named ${rule.upstream} under upstreams`,
 				});
 			}
+		}
+
+		if (config.storage.driver === 's3' && !config.storage.s3) {
+			context.addIssue({code: 'custom', path: ['storage', 's3'], message: 'required with driver: s3 (endpoint, bucket, access_key, secret_key)'});
+		}
+
+		if (config.metadata.driver === 'postgres' && !config.metadata.url) {
+			context.addIssue({code: 'custom', path: ['metadata', 'url'], message: 'required with driver: postgres'});
 		}
 
 		for (const [name, entry] of Object.entries(config.upstreams)) {

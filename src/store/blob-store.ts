@@ -67,7 +67,7 @@ export interface BlobStore {
 
 const READ_CHUNK = 1024 * 1024;
 
-class FsTempBlob implements TempBlob {
+export class FsTempBlob implements TempBlob {
 	#written = 0;
 	#refs = 1;
 	#finished = false;

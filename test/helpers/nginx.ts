@@ -18,11 +18,13 @@ export type Nginx = {
 
 export type NginxOptions = {
 	/** Where the mirror listens, like http://127.0.0.1:5000 (no path). */
-	backend: string;
+	backend?: string;
 	/** The path nginx serves the mirror under; the mirror must be configured with the same `prefix`. */
 	location: string;
 	/** Listen on this port (default: a free one); the mirror's `public_url` needs it before nginx starts. */
 	port?: number;
+	/** Several replicas (host:port each), balanced round-robin; `backend` is then ignored. */
+	replicas?: string[];
 };
 
 /**
@@ -57,6 +59,11 @@ export async function startNginx(options: NginxOptions): Promise<Nginx> {
 
 	const dir = await tempDir('nginx-');
 	await mkdir(join(dir, 'tmp'));
+	const backend = options.replicas ? 'http://mirrors' : options.backend;
+	if (backend === undefined) {
+		throw new Error('startNginx: give backend or replicas');
+	}
+
 	const port = options.port ?? (await freePort());
 	const location = options.location.replace(/\/+$/, '');
 	const configText = [
@@ -72,9 +79,13 @@ export async function startNginx(options: NginxOptions): Promise<Nginx> {
 		`    fastcgi_temp_path ${join(dir, 'tmp', 'fastcgi')};`,
 		`    uwsgi_temp_path ${join(dir, 'tmp', 'uwsgi')};`,
 		`    scgi_temp_path ${join(dir, 'tmp', 'scgi')};`,
+		// Round-robin over the replicas, one request to each in turn: a push's requests spread over all of them.
+		...(options.replicas ? ['    upstream mirrors {', ...options.replicas.map((host) => `        server ${host};`), '        keepalive 16;', '    }'] : []),
 		'    server {',
 		`        listen 127.0.0.1:${port};`,
-		...registryLocation(location, options.backend).split('\n').map((line) => `        ${line}`),
+		...registryLocation(location, backend)
+			.split('\n')
+			.map((line) => `        ${line}`),
 		'    }',
 		'}',
 		'',

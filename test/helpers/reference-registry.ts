@@ -3,6 +3,8 @@ import {randomBytes} from 'node:crypto';
 import {writeFile} from 'node:fs/promises';
 import {Agent, createServer, request, type IncomingMessage, type Server, type ServerResponse} from 'node:http';
 import {join} from 'node:path';
+import {Transform} from 'node:stream';
+import {setTimeout as sleep} from 'node:timers/promises';
 import {appendCapped, closeServer, findExecutable, freePort, listenLocal, stopChild, tail, tempDir, trackChild, waitFor} from './process.js';
 import {type TokenServer} from './token-server.js';
 
@@ -25,7 +27,34 @@ export type ReferenceRegistry = {
 	dataDir: string;
 };
 
-export type ReferenceRegistryOptions = {tokenServer?: TokenServer; dataDir?: string};
+export type ReferenceRegistryOptions = {
+	tokenServer?: TokenServer;
+	dataDir?: string;
+	/** Paces blob GET bodies through the counting proxy (a slow WAN link), so fills last long enough to overlap. */
+	blobBytesPerSecond?: number;
+};
+
+/** A body paced to `bytesPerSecond`, in 64 KiB steps. */
+function paced(bytesPerSecond: number): Transform {
+	const started = Date.now();
+	let sent = 0;
+	return new Transform({
+		async transform(chunk: Buffer, _encoding, callback) {
+			for (let offset = 0; offset < chunk.length; offset += 64 * 1024) {
+				const piece = chunk.subarray(offset, offset + 64 * 1024);
+				sent += piece.length;
+				const due = started + (sent / bytesPerSecond) * 1000 - Date.now();
+				if (due > 0) {
+					await sleep(due);
+				}
+
+				this.push(piece);
+			}
+
+			callback();
+		},
+	});
+}
 
 const registryBinary = '/usr/bin/docker-registry';
 
@@ -131,7 +160,12 @@ export async function startReferenceRegistry(opts: ReferenceRegistryOptions = {}
 				const status = response.statusCode ?? 502;
 				requests.push({method, path, status, authorized: req.headers.authorization !== undefined});
 				res.writeHead(status, response.statusMessage, forwardableHeaders(response.rawHeaders));
-				response.pipe(res);
+				if (opts.blobBytesPerSecond && method === 'GET' && status === 200 && kindOf(path) === 'blob') {
+					response.pipe(paced(opts.blobBytesPerSecond)).pipe(res);
+				} else {
+					response.pipe(res);
+				}
+
 				response.once('error', () => res.destroy());
 			},
 		);

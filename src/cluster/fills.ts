@@ -1,0 +1,259 @@
+/**
+ * Cache fills across replicas: one upstream download per blob for the whole
+ * cluster, and every client served progressively wherever it landed.
+ *
+ * A replica that misses a blob either takes the digest's fill lock and fills
+ * it as a single replica would (blob-fill.ts), or finds the replica holding
+ * the lock and reads that replica's growing fill over the internal endpoint
+ * (`GET /_mirror/fills/<digest>`, see fillEndpoint), which holds back the
+ * last byte until the digest checks just as it does for local clients.
+ *
+ * A client's stream follows the bytes, not a replica: when its source fails
+ * (the filling replica died, a connection broke), it carries on from the
+ * byte it reached, from the store if the blob landed meanwhile, from a new
+ * owner, or by filling here once the dead replica's lock is released.
+ */
+import {Readable} from 'node:stream';
+import {type Context} from 'koa';
+import got from 'got';
+import {type Logger} from '../log.js';
+import {type Fill, type FillRegistry} from '../proxy/blob-fill.js';
+import {type BlobResult} from '../services.js';
+import {type BlobStore, type ByteRange} from '../store/blob-store.js';
+import {type MetadataStore} from '../store/metadata.js';
+import {RegistryError} from '../v2/errors.js';
+import {type Digest, parseDigest} from '../v2/grammar.js';
+import {type Coordinator} from './coordinator.js';
+
+export const FILL_ENDPOINT = '/_mirror/fills/';
+const KEY_HEADER = 'x-mirror-cluster-key';
+/** How long a replica waits for another's fill before answering 503 (the owner has not answered yet). */
+const CLAIM_TIMEOUT_MS = 30_000;
+/** Sources a client's stream may go through before it gives up. */
+const MAX_SOURCES = 4;
+
+type Claim = {kind: 'stored'; size: number} | {kind: 'local'; fill: Fill; size: number | undefined} | {kind: 'remote'; owner: string; size: number};
+
+export type ClusterFillDeps = {
+	coordinator: Coordinator;
+	fills: FillRegistry;
+	blobs: BlobStore;
+	metadata: MetadataStore;
+	log: Logger;
+};
+
+export class ClusterFills {
+	readonly #claims = new Map<string, Promise<Claim>>();
+
+	constructor(private readonly deps: ClusterFillDeps) {}
+
+	/**
+	 * A blob this replica does not hold. `start` joins or begins this
+	 * replica's own fill (it is only called with the cluster lock held, or
+	 * when a local fill already runs) and resolves once the upstream answered.
+	 */
+	async get(digest: Digest, start: () => Promise<Fill>): Promise<BlobResult & {source: Claim['kind']}> {
+		const claim = await this.#claim(digest, start);
+		if (claim.kind === 'local' && claim.size === undefined) {
+			// The upstream sent no length: nothing to resume against; serve this fill as it is.
+			return {size: undefined, source: 'local', open: range => claim.fill.createReader(range)};
+		}
+
+		const size = claim.size!;
+		return {
+			size,
+			source: claim.kind,
+			open: range => Readable.from(this.#follow(digest, range ?? {start: 0, end: size - 1}, size, start, claim), {objectMode: false}),
+		};
+	}
+
+	/** Where this replica gets the bytes: one lookup per digest at a time in this process. */
+	async #claim(digest: Digest, start: () => Promise<Fill>): Promise<Claim> {
+		let pending = this.#claims.get(digest.value);
+		if (!pending) {
+			pending = this.#findSource(digest, start).finally(() => this.#claims.delete(digest.value));
+			this.#claims.set(digest.value, pending);
+		}
+
+		return pending;
+	}
+
+	async #stored(digest: Digest): Promise<number | undefined> {
+		if (!(await this.deps.metadata.getBlob(digest.value))) {
+			return undefined;
+		}
+
+		return this.deps.blobs.size(digest);
+	}
+
+	async #findSource(digest: Digest, start: () => Promise<Fill>): Promise<Claim> {
+		const {coordinator, fills} = this.deps;
+		const deadline = Date.now() + CLAIM_TIMEOUT_MS;
+		for (;;) {
+			if (fills.get(digest)) {
+				const fill = await start(); // joins the fill this replica runs
+				return {kind: 'local', fill, size: fill.size};
+			}
+
+			const stored = await this.#stored(digest);
+			if (stored !== undefined) {
+				return {kind: 'stored', size: stored};
+			}
+
+			if (await coordinator.tryAcquireFill(digest)) {
+				return this.#fillHere(digest, start);
+			}
+
+			const owner = await coordinator.fillOwner(digest);
+			if (owner && owner !== coordinator.self) {
+				const size = await this.#remoteSize(owner, digest).catch(() => undefined);
+				if (size !== undefined) {
+					return {kind: 'remote', owner, size};
+				}
+			}
+
+			if (Date.now() > deadline) {
+				throw new RegistryError('UNAVAILABLE', {status: 503, message: 'another replica is fetching this blob; try again', headers: {'Retry-After': '5'}});
+			}
+
+			await coordinator.waitForFill(digest, 100);
+		}
+	}
+
+	/** With the lock held: fill here, unless the blob landed between the check and the lock. */
+	async #fillHere(digest: Digest, start: () => Promise<Fill>): Promise<Claim> {
+		const {coordinator} = this.deps;
+		let fill: Fill;
+		try {
+			const stored = await this.#stored(digest);
+			if (stored !== undefined) {
+				await coordinator.releaseFill(digest);
+				return {kind: 'stored', size: stored};
+			}
+
+			fill = await start();
+		} catch (error) {
+			await coordinator.releaseFill(digest);
+			throw error;
+		}
+
+		void fill.done.catch(() => undefined).finally(() => void coordinator.releaseFill(digest));
+		return {kind: 'local', fill, size: fill.size};
+	}
+
+	async *#follow(digest: Digest, range: ByteRange, size: number, start: () => Promise<Fill>, first: Claim): AsyncGenerator<Uint8Array> {
+		let position = range.start;
+		let claim: Claim | undefined = first;
+		let sources = 0;
+		while (position <= range.end) {
+			try {
+				const current: Claim = claim ?? (await this.#claim(digest, start));
+				claim = undefined;
+				sources++;
+				if (current.size !== size) {
+					throw new Error(`replicas disagree on the size of ${digest.value}: ${size} and ${String(current.size)}`);
+				}
+
+				const wanted = {start: position, end: range.end};
+				const source =
+					current.kind === 'stored'
+						? this.deps.blobs.createReadStream(digest, wanted, size)
+						: current.kind === 'local'
+							? current.fill.createReader(wanted)
+							: await this.#remote(current.owner, digest, wanted);
+				for await (const chunk of source) {
+					position += (chunk as Uint8Array).length;
+					yield chunk as Uint8Array;
+				}
+
+				if (position <= range.end) {
+					throw new Error(`source ended at byte ${position} of ${range.end + 1}`);
+				}
+			} catch (error) {
+				if (sources >= MAX_SOURCES) {
+					throw error;
+				}
+
+				this.deps.log.warn({err: error, digest: digest.value, position}, 'cluster: blob source failed; carrying on from another');
+			}
+		}
+	}
+
+	async #remoteSize(owner: string, digest: Digest): Promise<number | undefined> {
+		const response = await got.head(`${owner}${FILL_ENDPOINT}${digest.value}`, {
+			headers: {[KEY_HEADER]: this.deps.coordinator.clusterKey},
+			retry: {limit: 0},
+			throwHttpErrors: false,
+			timeout: {connect: 2000, response: 10_000},
+		});
+		const size = Number(response.headers['x-blob-size']);
+		return response.statusCode === 200 && Number.isSafeInteger(size) ? size : undefined;
+	}
+
+	async #remote(owner: string, digest: Digest, range: ByteRange): Promise<Readable> {
+		const stream = got.stream(`${owner}${FILL_ENDPOINT}${digest.value}`, {
+			headers: {[KEY_HEADER]: this.deps.coordinator.clusterKey, range: `bytes=${range.start}-${range.end}`},
+			retry: {limit: 0},
+			timeout: {connect: 2000, response: 10_000, socket: 60_000},
+		});
+		await new Promise<void>((resolve, reject) => {
+			stream.once('response', () => resolve());
+			stream.once('error', reject);
+		});
+		return stream;
+	}
+}
+
+/**
+ * The internal endpoint other replicas read fills in progress from. Not part
+ * of the registry API: it answers only requests carrying the cluster key.
+ */
+export function fillEndpoint(deps: {coordinator: Coordinator; fills: FillRegistry; blobs: BlobStore}) {
+	return async (ctx: Context): Promise<void> => {
+		if (ctx.get(KEY_HEADER) !== deps.coordinator.clusterKey) {
+			ctx.status = 403;
+			return;
+		}
+
+		let digest: Digest;
+		try {
+			digest = parseDigest(ctx.path.slice(ctx.path.lastIndexOf('/') + 1));
+		} catch {
+			ctx.status = 400;
+			return;
+		}
+
+		let size: number | undefined;
+		let open: ((range: ByteRange) => Readable) | undefined;
+		const fill = deps.fills.get(digest);
+		if (fill) {
+			await fill.ready.catch(() => undefined);
+			if (fill.state !== 'failed' && fill.size !== undefined) {
+				size = fill.size;
+				open = range => fill.createReader(range);
+			}
+		}
+
+		if (open === undefined) {
+			// Finished a moment ago: the bytes are in the store.
+			size = await deps.blobs.size(digest);
+			open = size === undefined ? undefined : range => deps.blobs.createReadStream(digest, range, size);
+		}
+
+		if (open === undefined || size === undefined) {
+			ctx.status = 404;
+			return;
+		}
+
+		ctx.set('X-Blob-Size', String(size));
+		const match = /^bytes=(\d+)-(\d+)$/.exec(ctx.get('range'));
+		const range = match ? {start: Number(match[1]), end: Math.min(Number(match[2]), size - 1)} : {start: 0, end: size - 1};
+		ctx.status = match ? 206 : 200;
+		ctx.length = Math.max(0, range.end - range.start + 1);
+		if (ctx.method === 'GET' && ctx.length > 0) {
+			ctx.body = open(range);
+		} else if (ctx.method === 'GET') {
+			ctx.body = '';
+		}
+	};
+}
