@@ -26,10 +26,12 @@ import {ProxyBlobs} from './proxy/blobs.js';
 import {ProxyManifests} from './proxy/manifests.js';
 import {ProxyService} from './proxy/service.js';
 import {AccessRecorder} from './store/access.js';
-import {type BlobStore, FsBlobStore} from './store/blob-store.js';
+import {ClusterFills, FILL_ENDPOINT, fillEndpoint} from './cluster/fills.js';
+import {type Coordinator} from './cluster/coordinator.js';
+import {type BlobStore} from './store/blob-store.js';
+import {openStores} from './store/open.js';
 import {Maintenance} from './store/maintenance.js';
 import {type MetadataStore} from './store/metadata.js';
-import {SqliteMetadataStore} from './store/sqlite.js';
 import {UpstreamClient} from './upstream/client.js';
 import {RegistryError} from './v2/errors.js';
 
@@ -50,6 +52,12 @@ export type Registry = {
 	maintenance: Maintenance;
 	metrics: Metrics;
 	notifier: Notifier;
+	/** With PostgreSQL: the replicas' shared locks and fill hand-over. */
+	coordinator?: Coordinator;
+	/** Readiness checks of the shared stores (S3, PostgreSQL), by name. */
+	checks: Record<string, () => Promise<unknown>>;
+	/** Signs this registry's Bearer tokens; shared by every replica of one store. */
+	tokenSecret: Buffer;
 	close(): Promise<void>;
 };
 
@@ -63,14 +71,15 @@ export async function openRegistry(config: Config, log: Logger): Promise<Registr
 		}
 	}
 
-	const blobs = new FsBlobStore(config.storage.dir);
-	await blobs.init();
+	const stores = await openStores(config, log);
+	const {blobs, metadata, coordinator} = stores;
 	const leftovers = await blobs.sweepTemp();
 	if (leftovers > 0) {
 		log.info({count: leftovers}, 'removed leftovers of interrupted fills');
 	}
 
-	const metadata = new SqliteMetadataStore(path.join(config.storage.dir, 'mirror.db'));
+	/** With several replicas, maintenance runs on one at a time; a replica finding another at it skips its turn. */
+	const exclusively = async <T>(task: () => Promise<T>): Promise<T | undefined> => (coordinator ? coordinator.exclusive(task) : task());
 	const access = new AccessRecorder(metadata, undefined, log);
 	const fills = new FillRegistry();
 	const upstreams = new Map<string, UpstreamClient>();
@@ -113,8 +122,11 @@ export async function openRegistry(config: Config, log: Logger): Promise<Registr
 	};
 
 	const uploads = new UploadService(metadata, blobs, log);
-	await uploads.sweep();
-	const sweeper = setInterval(() => void uploads.sweep().catch(error => log.warn({err: error}, 'upload sweep failed')), 60 * 60_000);
+	await exclusively(async () => uploads.sweep());
+	const sweeper = setInterval(
+		() => void exclusively(async () => uploads.sweep()).catch(error => log.warn({err: error}, 'upload sweep failed')),
+		60 * 60_000,
+	);
 	sweeper.unref();
 
 	const maintenance = new Maintenance(metadata, blobs, access, log, config.storage.maxSize);
@@ -123,10 +135,10 @@ export async function openRegistry(config: Config, log: Logger): Promise<Registr
 			? undefined
 			: {
 					reserve: async (size: number) => {
-						await maintenance.enforceQuota(size);
+						await exclusively(async () => maintenance.enforceQuota(size));
 					},
 					settle() {
-						void maintenance.enforceQuota(0).catch(error => log.warn({err: error}, 'quota enforcement failed'));
+						void exclusively(async () => maintenance.enforceQuota(0)).catch(error => log.warn({err: error}, 'quota enforcement failed'));
 					},
 				};
 	const manifests = new ProxyManifests({
@@ -148,6 +160,7 @@ export async function openRegistry(config: Config, log: Logger): Promise<Registr
 		upstream,
 		access,
 		quota,
+		cluster: coordinator ? new ClusterFills({coordinator, fills, blobs, metadata, log}) : undefined,
 		onResult: (name, outcome) => metrics.cache.inc({kind: 'blob', outcome, upstream: name}),
 		onFetched: (name, bytes) => metrics.bytesFetched.inc({upstream: name}, bytes),
 	});
@@ -168,11 +181,14 @@ export async function openRegistry(config: Config, log: Logger): Promise<Registr
 		maintenance,
 		metrics,
 		notifier: new Notifier(config.notifications, log),
+		coordinator,
+		checks: stores.checks,
+		tokenSecret: Buffer.from(await metadata.sharedSecret('token-secret'), 'hex'),
 		async close() {
 			clearInterval(sweeper);
 			await fills.drain();
 			await access.close();
-			await metadata.close();
+			await stores.close();
 		},
 	};
 }
@@ -244,7 +260,7 @@ export function createApp(registry: Registry): Koa {
 	const ops: Record<string, (ctx: Context) => unknown> = {
 		[`${prefix}/metrics`]: metricsHandler(registry.metrics),
 		[`${prefix}/healthz`]: healthz(),
-		[`${prefix}/readyz`]: readyz(config.storage.dir, registry.metadata),
+		[`${prefix}/readyz`]: readyz(config.storage.dir, registry.checks),
 		[`${prefix}/`]: dashboard(registry.metrics),
 	};
 	if (prefix !== '') {
@@ -255,7 +271,7 @@ export function createApp(registry: Registry): Koa {
 	if (registry.htpasswd && config.auth) {
 		const options = {
 			htpasswd: registry.htpasswd,
-			tokens: new TokenIssuer(),
+			tokens: new TokenIssuer(registry.tokenSecret),
 			anonymousPull: config.auth.anonymousPull,
 			prefix,
 			publicUrl: config.publicUrl ?? '',
@@ -271,7 +287,15 @@ export function createApp(registry: Registry): Koa {
 			});
 	}
 
+	const internalFills = registry.coordinator
+		? fillEndpoint({coordinator: registry.coordinator, fills: registry.fills, blobs: registry.blobs})
+		: undefined;
 	app.use(async (ctx, next) => {
+		if (internalFills && ctx.path.startsWith(FILL_ENDPOINT) && (ctx.method === 'GET' || ctx.method === 'HEAD')) {
+			await internalFills(ctx);
+			return;
+		}
+
 		if (ctx.path === apiRoot || ctx.path.startsWith(`${apiRoot}/`)) {
 			return auth ? auth(ctx, next) : next();
 		}

@@ -3,30 +3,28 @@
  * the stores read-write but never sweep temp files or uploads, which belong
  * to a running server.
  */
-import path from 'node:path';
-import {existsSync} from 'node:fs';
-import {type Config, ConfigError} from '../config/load.js';
+import {type Config} from '../config/load.js';
 import {silentLogger} from '../log.js';
-import {FsBlobStore} from '../store/blob-store.js';
+import {Coordinator} from '../cluster/coordinator.js';
 import {Maintenance} from '../store/maintenance.js';
-import {SqliteMetadataStore} from '../store/sqlite.js';
+import {type MetadataStore} from '../store/metadata.js';
+import {openStores} from '../store/open.js';
+import {type PostgresMetadataStore} from '../store/postgres.js';
 import {clientName} from '../namespaces.js';
 
-type Stores = {metadata: SqliteMetadataStore; maintenance: Maintenance};
+type Stores = {metadata: MetadataStore; maintenance: Maintenance; coordinator?: Coordinator};
 
 /** Opens the stores of `config`, runs `use`, and closes them again. */
 async function withStores<T>(config: Config, use: (stores: Stores) => T | Promise<T>): Promise<T> {
-	if (!existsSync(path.join(config.storage.dir, 'mirror.db'))) {
-		throw new ConfigError(`config: storage.dir: no store at ${config.storage.dir} (nothing has been served from it yet)`);
-	}
-
-	const blobs = new FsBlobStore(config.storage.dir);
-	const metadata = new SqliteMetadataStore(path.join(config.storage.dir, 'mirror.db'));
-	const maintenance = new Maintenance(metadata, blobs, undefined, silentLogger(), config.storage.maxSize);
+	const stores = await openStores(config, silentLogger(), {offline: true});
+	const maintenance = new Maintenance(stores.metadata, stores.blobs, undefined, silentLogger(), config.storage.maxSize);
+	// With PostgreSQL, GC and verification wait for any replica's maintenance run to end, and hold off the next.
+	const coordinator = config.postgresUrl && 'pool' in stores.metadata ? new Coordinator((stores.metadata as PostgresMetadataStore).pool, config.postgresUrl, 'cli', silentLogger()) : undefined;
 	try {
-		return await use({metadata, maintenance});
+		return await use({metadata: stores.metadata, maintenance, coordinator});
 	} finally {
-		await metadata.close();
+		await coordinator?.close();
+		await stores.close();
 	}
 }
 
@@ -43,8 +41,9 @@ export function formatBytes(bytes: number): string {
 }
 
 export async function verify(config: Config, options: {delete: boolean}): Promise<number> {
-	return withStores(config, async ({maintenance}) => {
-		const report = await maintenance.verify({remove: options.delete});
+	return withStores(config, async ({maintenance, coordinator}) => {
+		const run = async () => maintenance.verify({remove: options.delete});
+		const report = coordinator ? (await coordinator.exclusive(run, {wait: true}))! : await run();
 		for (const entry of report.bad) {
 			process.stdout.write(`bad      ${entry.digest} (content is ${entry.actual})${options.delete ? ': removed' : ''}\n`);
 		}
@@ -68,8 +67,9 @@ export async function verify(config: Config, options: {delete: boolean}): Promis
 }
 
 export async function gc(config: Config, options: {dryRun: boolean; graceMs?: number}): Promise<number> {
-	return withStores(config, async ({maintenance}) => {
-		const report = await maintenance.gc({dryRun: options.dryRun, graceMs: options.graceMs});
+	return withStores(config, async ({maintenance, coordinator}) => {
+		const run = async () => maintenance.gc({dryRun: options.dryRun, graceMs: options.graceMs});
+		const report = coordinator ? (await coordinator.exclusive(run, {wait: true}))! : await run();
 		const verb = options.dryRun ? 'would remove' : 'removed';
 		for (const blob of report.blobs) {
 			process.stdout.write(`${verb} blob ${blob.digest} (${formatBytes(blob.size)})\n`);

@@ -5,6 +5,7 @@ import {readFileSync} from 'node:fs';
 import {createApp, openRegistry} from '../app.js';
 import {type Config} from '../config/load.js';
 import {createLogger} from '../log.js';
+import {advertiseUrl} from '../store/open.js';
 
 export async function serve(config: Config): Promise<void> {
 	const log = createLogger(process.env['LOG_LEVEL'] ?? config.logLevel);
@@ -24,6 +25,10 @@ export async function serve(config: Config): Promise<void> {
 	});
 	const address = server.address();
 	const port = typeof address === 'object' && address ? address.port : config.listen.port;
+	if (registry.coordinator && !config.advertiseUrl) {
+		registry.coordinator.self = advertiseUrl(config, port);
+	}
+
 	log.info(
 		{listen: `${config.listen.host}:${port}`, tls: Boolean(config.tls), storage: config.storage.dir, upstreams: [...config.upstreams.keys()]},
 		'registry mirror ready',

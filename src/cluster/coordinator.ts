@@ -36,8 +36,8 @@ export class Coordinator {
 	constructor(
 		private readonly pool: pg.Pool,
 		private readonly url: string,
-		/** How the other replicas reach this one. */
-		readonly self: string,
+		/** How the other replicas reach this one (set again once the port is known). */
+		public self: string,
 		private readonly log: Logger,
 	) {
 		this.clusterKey = createHash('sha256').update(`registry-mirror cluster\n${url}`).digest('hex');

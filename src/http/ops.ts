@@ -4,7 +4,6 @@ import {rm, writeFile} from 'node:fs/promises';
 import path from 'node:path';
 import {type Context} from 'koa';
 import {type Metrics} from '../metrics.js';
-import {type MetadataStore} from '../store/metadata.js';
 
 export function metricsHandler(metrics: Metrics) {
 	return async (ctx: Context): Promise<void> => {
@@ -19,28 +18,46 @@ export function healthz() {
 	};
 }
 
-/** Ready when the storage directory takes a write and the database answers. */
-export function readyz(storageDir: string, metadata: MetadataStore) {
+/** Ready when the storage directory takes a write and every shared store (database, S3, cluster locks) answers. */
+export function readyz(storageDir: string, checks: Record<string, () => Promise<unknown>>) {
 	return async (ctx: Context): Promise<void> => {
-		const checks: Record<string, string> = {};
+		const results: Record<string, string> = {};
 		try {
 			const probe = path.join(storageDir, 'tmp', `.readyz-${randomBytes(4).toString('hex')}`);
 			await writeFile(probe, 'ok');
 			await rm(probe, {force: true});
-			checks['storage'] = 'ok';
+			results['storage'] = 'ok';
 		} catch (error) {
-			checks['storage'] = `not writable: ${(error as NodeJS.ErrnoException).code ?? String(error)}`;
+			results['storage'] = `not writable: ${(error as NodeJS.ErrnoException).code ?? String(error)}`;
 		}
 
-		try {
-			await metadata.cachedBytes();
-			checks['database'] = 'ok';
-		} catch (error) {
-			checks['database'] = `not answering: ${String(error)}`;
-		}
+		await Promise.all(
+			Object.entries(checks).map(async ([name, check]) => {
+				try {
+					await withTimeout(check(), 3000);
+					results[name] = 'ok';
+				} catch (error) {
+					results[name] = `not answering: ${error instanceof Error ? error.message || error.name : String(error)}`;
+				}
+			}),
+		);
 
-		const ready = Object.values(checks).every(value => value === 'ok');
+		const ready = Object.values(results).every(value => value === 'ok');
 		ctx.status = ready ? 200 : 503;
-		ctx.body = {status: ready ? 'ready' : 'not ready', checks};
+		ctx.body = {status: ready ? 'ready' : 'not ready', checks: results};
 	};
+}
+
+async function withTimeout<T>(promise: Promise<T>, ms: number): Promise<T> {
+	let timer: NodeJS.Timeout | undefined;
+	try {
+		return await Promise.race([
+			promise,
+			new Promise<never>((_resolve, reject) => {
+				timer = setTimeout(() => reject(new Error(`no answer within ${ms} ms`)), ms);
+			}),
+		]);
+	} finally {
+		clearTimeout(timer);
+	}
 }

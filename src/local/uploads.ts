@@ -37,8 +37,15 @@ export class UploadService {
 	async start(repo: RepoKey): Promise<UploadRecord> {
 		const id = randomUUID();
 		const now = this.#now();
-		await this.blobs.createUpload(id);
+		// The row first: a sweep (on any replica) removes session data that has no row.
 		await this.metadata.createUpload({id, repo, now});
+		try {
+			await this.blobs.createUpload(id);
+		} catch (error) {
+			await this.metadata.deleteUpload(id);
+			throw error;
+		}
+
 		this.#hashes.set(id, {hash: createHash('sha256'), offset: 0});
 		return {id, repo, size: 0, createdAt: now, updatedAt: now};
 	}

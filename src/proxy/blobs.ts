@@ -10,7 +10,8 @@ import {type MetadataStore} from '../store/metadata.js';
 import {type UpstreamClient, pullScope} from '../upstream/client.js';
 import {RegistryError} from '../v2/errors.js';
 import {type Digest} from '../v2/grammar.js';
-import {type FillRegistry, type FillSource} from './blob-fill.js';
+import {type ClusterFills} from '../cluster/fills.js';
+import {type Fill, type FillRegistry, type FillSource} from './blob-fill.js';
 import {checkUpstreamStatus, isUpstreamFailure} from './upstream-status.js';
 
 export type ProxyBlobDeps = {
@@ -25,6 +26,8 @@ export type ProxyBlobDeps = {
 	onFetched?: (upstream: string, bytes: number) => void;
 	/** Makes room under the quota before a fill writes, and trims after it landed. */
 	quota?: {reserve(size: number): Promise<void>; settle(): void};
+	/** With several replicas: one fill per blob for all of them (see cluster/fills.ts). */
+	cluster?: ClusterFills;
 };
 
 export class ProxyBlobs {
@@ -123,6 +126,26 @@ export class ProxyBlobs {
 			throw new RegistryError('BLOB_UNKNOWN', {detail: {digest: digest.value, reason: 'upstream is offline and this blob is not cached'}});
 		}
 
+		const start = async (): Promise<Fill> => this.#fill(target, digest);
+		if (this.deps.cluster) {
+			const result = await this.deps.cluster.get(digest, start);
+			if (result.source !== 'local') {
+				this.deps.onResult?.(target.upstream.name, result.source === 'stored' ? 'hit' : 'joined');
+			}
+
+			return result;
+		}
+
+		const fill = await start();
+		if (fill.state === 'done') {
+			return {size: fill.size, open: range => this.deps.blobs.createReadStream(digest, range, fill.size)};
+		}
+
+		return {size: fill.size, open: range => fill.createReader(range)};
+	}
+
+	/** Joins this process's fill of `digest` or starts one; resolves once the upstream answered. */
+	async #fill(target: CachedTarget, digest: Digest): Promise<Fill> {
 		const {metadata} = this.deps;
 		const {fill, started} = this.deps.fills.join(
 			digest,
@@ -144,11 +167,7 @@ export class ProxyBlobs {
 		}
 
 		await fill.ready;
-		if (fill.state === 'done') {
-			return {size: fill.size, open: range => this.deps.blobs.createReadStream(digest, range, fill.size)};
-		}
-
-		return {size: fill.size, open: range => fill.createReader(range)};
+		return fill;
 	}
 
 	async #openUpstream(target: CachedTarget, digest: Digest): Promise<FillSource> {

@@ -105,5 +105,10 @@ export interface MetadataStore {
 	deleteBlobRecords(digests: readonly string[]): Promise<void>;
 	/** Repositories with their tags, for listings. */
 	describeRepositories(): Promise<Array<RepoKey & {tags: Array<{tag: string; digest: string; fetchedAt: number}>; bytes: number; lastAccess: number}>>;
+	/**
+	 * A random secret stored under `name`, made on first use: the same for
+	 * every process sharing the store (replicas verify each other's tokens).
+	 */
+	sharedSecret(name: string): Promise<string>;
 	close(): Promise<void>;
 }

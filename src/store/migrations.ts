@@ -80,6 +80,10 @@ export const MIGRATIONS: readonly string[] = [
 		owner TEXT NOT NULL,
 		started_at INTEGER NOT NULL
 	);
+	CREATE TABLE settings (
+		name TEXT PRIMARY KEY,
+		value TEXT NOT NULL
+	);
 	`,
 ];
 

@@ -1,3 +1,4 @@
+import {randomBytes} from 'node:crypto';
 /**
  * The PostgreSQL metadata driver, for several replicas sharing one database.
  * Same schema as SQLite (migrations.ts, translated by forPostgres), same
@@ -523,6 +524,11 @@ export class PostgresMetadataStore implements MetadataStore {
 			...repo,
 			tags: tags.filter(tag => tag.repositoryId === id).map(({tag, digest, fetchedAt}) => ({tag, digest, fetchedAt})),
 		}));
+	}
+
+	async sharedSecret(name: string): Promise<string> {
+		await this.#run('INSERT INTO settings (name, value) VALUES (?, ?) ON CONFLICT DO NOTHING', [name, randomBytes(32).toString('hex')]);
+		return (await this.#row<{value: string}>('SELECT value FROM settings WHERE name = ?', [name]))!.value;
 	}
 
 	/** Rejects when the database cannot be reached (readiness). */

@@ -286,7 +286,7 @@ export class S3BlobStore implements BlobStore {
 	// Upload sessions.
 
 	async createUpload(id: string): Promise<void> {
-		await this.client.send(new PutObjectCommand({Bucket: this.#bucket, Key: `${this.#uploadPrefix(id)}session`, Body: ''}));
+		await this.client.send(new PutObjectCommand({Bucket: this.#bucket, Key: `${this.#uploadPrefix(id)}session`, Body: '', ContentLength: 0}));
 	}
 
 	/** The session's chunks in offset order, or undefined when there is no session. */

@@ -1,3 +1,4 @@
+import {randomBytes} from 'node:crypto';
 import Database from 'better-sqlite3';
 import {MIGRATIONS} from './migrations.js';
 import {
@@ -471,6 +472,11 @@ export class SqliteMetadataStore implements MetadataStore {
 				fetchedAt: number;
 			}>,
 		}));
+	}
+
+	async sharedSecret(name: string): Promise<string> {
+		this.#statement('INSERT INTO settings (name, value) VALUES (?, ?) ON CONFLICT DO NOTHING').run(name, randomBytes(32).toString('hex'));
+		return (this.#statement('SELECT value FROM settings WHERE name = ?').get(name) as {value: string}).value;
 	}
 
 	async close(): Promise<void> {

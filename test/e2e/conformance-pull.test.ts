@@ -6,7 +6,7 @@
  */
 import {createServer} from 'node:http';
 import test, {type ExecutionContext} from 'ava';
-import {startMirror} from '../helpers/mirror.js';
+import {startMirror, stopSharedStoreServers} from '../helpers/mirror.js';
 import {closeServer, listenLocal} from '../helpers/process.js';
 import {
 	EMPTY_JSON,
@@ -23,6 +23,9 @@ import {
 	sha256,
 	unknownDigest,
 } from '../helpers/oci-client.js';
+
+// Run again on S3 + PostgreSQL with MIRROR_TEST_STORES=s3+postgres (see helpers/mirror.ts).
+test.after.always(stopSharedStoreServers);
 
 const REPO = 'private/conformance/a';
 const TAG = 'tagtest0';

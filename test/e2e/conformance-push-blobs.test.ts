@@ -23,6 +23,10 @@ import {
 	withQuery,
 	type OciClient,
 } from '../helpers/oci-client.js';
+import {stopSharedStoreServers} from '../helpers/mirror.js';
+
+// Run again on S3 + PostgreSQL with MIRROR_TEST_STORES=s3+postgres (see helpers/mirror.ts).
+test.after.always(stopSharedStoreServers);
 
 const REPO = 'private/conformance/a';
 const CROSS = 'private/conformance/b';

@@ -25,6 +25,10 @@ import {
 	type OciClient,
 	type Reply,
 } from '../helpers/oci-client.js';
+import {stopSharedStoreServers} from '../helpers/mirror.js';
+
+// Run again on S3 + PostgreSQL with MIRROR_TEST_STORES=s3+postgres (see helpers/mirror.ts).
+test.after.always(stopSharedStoreServers);
 
 const REPO = 'private/conformance/a';
 const MAX_MANIFEST = 4 * 1024 * 1024;

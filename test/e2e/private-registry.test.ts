@@ -7,6 +7,10 @@ import {buildImage, pushImage, sha256} from '../helpers/images.js';
 import {run, tempDir} from '../helpers/process.js';
 import {skopeoOk, skopeo} from '../helpers/skopeo.js';
 import {assertCopied, startStack} from '../helpers/stack.js';
+import {stopSharedStoreServers} from '../helpers/mirror.js';
+
+// Run again on S3 + PostgreSQL with MIRROR_TEST_STORES=s3+postgres (see helpers/mirror.ts).
+test.after.always(stopSharedStoreServers);
 
 async function htpasswdFile(users: Record<string, string>): Promise<string> {
 	const dir = await tempDir('auth-');

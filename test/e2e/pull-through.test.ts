@@ -3,6 +3,10 @@ import {buildImage, buildIndex, pushImage, pushIndex} from '../helpers/images.js
 import {tempDir} from '../helpers/process.js';
 import {skopeoOk} from '../helpers/skopeo.js';
 import {assertCopied, startStack} from '../helpers/stack.js';
+import {stopSharedStoreServers} from '../helpers/mirror.js';
+
+// Run again on S3 + PostgreSQL with MIRROR_TEST_STORES=s3+postgres (see helpers/mirror.ts).
+test.after.always(stopSharedStoreServers);
 
 test('skopeo inspects and copies a single-platform image through the mirror; a second copy fetches no blob upstream', async t => {
 	const {upstream, mirror} = await startStack(t);

@@ -2,10 +2,13 @@
  * Starts this mirror in the test process on 127.0.0.1:0 with a config built
  * from an object (as it would be written in mirror.config.yml).
  */
+import {createHash} from 'node:crypto';
 import {type Server} from 'node:http';
 import {createApp, openRegistry, type Registry} from '../../src/app.js';
 import {parseConfig} from '../../src/config/load.js';
 import {silentLogger, createLogger} from '../../src/log.js';
+import {type Ceph, startCeph} from './ceph.js';
+import {type Postgres, startPostgres} from './postgres.js';
 import {closeServer, listenLocal, tempDir} from './process.js';
 
 export type Mirror = {
@@ -25,13 +28,65 @@ export type MirrorOptions = {
 	port?: number;
 };
 
+/**
+ * MIRROR_TEST_STORES=s3+postgres runs the same tests on the scale-out
+ * drivers: one Ceph (radosgw) and one PostgreSQL per test process, and per
+ * data dir its own bucket and database, so a mirror restarted on the same
+ * data dir finds its store again.
+ */
+const sharedStores = process.env['MIRROR_TEST_STORES'];
+if (sharedStores !== undefined && sharedStores !== 's3+postgres') {
+	throw new Error(`MIRROR_TEST_STORES: only s3+postgres is known, not ${sharedStores}`);
+}
+
+let servers: Promise<{ceph: Ceph; postgres: Postgres}> | undefined;
+const databases = new Map<string, Promise<string>>();
+
+export async function sharedStoreServers(): Promise<{ceph: Ceph; postgres: Postgres}> {
+	servers ??= Promise.all([startCeph(), startPostgres()]).then(([ceph, postgres]) => ({ceph, postgres}));
+	return servers;
+}
+
+/** Stops the shared Ceph and PostgreSQL, if this test process started them (register with test.after.always). */
+export async function stopSharedStoreServers(): Promise<void> {
+	const started = servers;
+	servers = undefined;
+	databases.clear();
+	if (started) {
+		const {ceph, postgres} = await started;
+		await Promise.all([ceph.stop(), postgres.stop()]);
+	}
+}
+
+/** The storage and metadata config keys of the scale-out drivers, for the store kept in `dataDir`. */
+export async function scaleOutStores(dataDir: string): Promise<{storage: Record<string, unknown>; metadata: Record<string, unknown>}> {
+	const {ceph, postgres} = await sharedStoreServers();
+	const name = `m${createHash('sha256').update(dataDir).digest('hex').slice(0, 20)}`;
+	let database = databases.get(name);
+	if (!database) {
+		database = postgres.createDatabase(name);
+		databases.set(name, database);
+	}
+
+	return {
+		storage: {
+			dir: dataDir,
+			driver: 's3',
+			s3: {endpoint: ceph.endpoint, bucket: name, region: ceph.region, access_key: ceph.accessKey, secret_key: ceph.secretKey, prefix: 'mirror/'},
+		},
+		metadata: {driver: 'postgres', url: await database},
+	};
+}
+
 export async function startMirror(options: MirrorOptions): Promise<Mirror> {
 	const dataDir = options.dataDir ?? (await tempDir('mirror-data-'));
 	const upstreams = options.upstreams ?? {};
+	const stores = sharedStores ? await scaleOutStores(dataDir) : {};
 	const config = parseConfig(
 		{
 			listen: '127.0.0.1:0',
 			storage: {dir: dataDir},
+			...stores,
 			upstreams,
 			namespaces: options.namespaces ?? [
 				{prefix: 'private/', local: true},
@@ -47,6 +102,10 @@ export async function startMirror(options: MirrorOptions): Promise<Mirror> {
 	const {createServer} = await import('node:http');
 	const server: Server = createServer(app.callback());
 	const port = await listenLocal(server, options.port ?? 0);
+	if (registry.coordinator) {
+		registry.coordinator.self = `http://127.0.0.1:${port}`;
+	}
+
 	let stopped = false;
 	return {
 		url: `http://127.0.0.1:${port}`,
