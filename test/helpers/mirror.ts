@@ -59,9 +59,13 @@ export async function stopSharedStoreServers(): Promise<void> {
 }
 
 /** The storage and metadata config keys of the scale-out drivers, for the store kept in `dataDir`. */
-export async function scaleOutStores(dataDir: string): Promise<{storage: Record<string, unknown>; metadata: Record<string, unknown>}> {
+export async function scaleOutStores(
+	dataDir: string,
+	/** Replicas of one cluster pass the same name (a bucket and a database), each with its own data dir. */
+	storeName?: string,
+): Promise<{storage: Record<string, unknown>; metadata: Record<string, unknown>}> {
 	const {ceph, postgres} = await sharedStoreServers();
-	const name = `m${createHash('sha256').update(dataDir).digest('hex').slice(0, 20)}`;
+	const name = storeName ?? `m${createHash('sha256').update(dataDir).digest('hex').slice(0, 20)}`;
 	let database = databases.get(name);
 	if (!database) {
 		database = postgres.createDatabase(name);
