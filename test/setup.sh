@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Installs the Debian packages the end-to-end tests run against, when missing:
 # the reference registry (upstream), skopeo, the Docker engine, containerd (ctr)
-# and podman (clients), nginx (reverse proxy), openssl (test certificates) and
-# chromium (the dashboard test).
+# and podman (clients), nginx (reverse proxy), openssl (test certificates),
+# chromium (the dashboard test), a single-node Ceph (monitor, OSD, radosgw: the
+# S3 blob store) and PostgreSQL 15 (shared metadata).
 set -euo pipefail
 
 missing=()
@@ -14,22 +15,35 @@ command -v containerd >/dev/null 2>&1 || missing+=(containerd)
 command -v podman >/dev/null 2>&1 || missing+=(podman)
 command -v nginx >/dev/null 2>&1 || missing+=(nginx-light)
 command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+[[ -x /usr/lib/postgresql/15/bin/postgres ]] || missing+=(postgresql-15)
 
-if ((${#missing[@]} == 0)); then
+# Ceph without its recommends (they pull in the whole manager and dashboard stack).
+ceph=()
+command -v ceph-mon >/dev/null 2>&1 || ceph+=(ceph-mon)
+command -v ceph-osd >/dev/null 2>&1 || ceph+=(ceph-osd)
+command -v radosgw >/dev/null 2>&1 || ceph+=(radosgw)
+command -v ceph >/dev/null 2>&1 || ceph+=(ceph-common)
+
+if ((${#missing[@]} == 0 && ${#ceph[@]} == 0)); then
 	exit 0
 fi
 
-echo "test setup: installing ${missing[*]}" >&2
+echo "test setup: installing ${missing[*]} ${ceph[*]}" >&2
 sudo=()
 if [[ $(id -u) -ne 0 ]]; then
 	if command -v sudo >/dev/null 2>&1; then
 		sudo=(sudo)
 	else
-		echo "test setup: need root (or sudo) to apt-get install ${missing[*]}" >&2
+		echo "test setup: need root (or sudo) to apt-get install ${missing[*]} ${ceph[*]}" >&2
 		exit 1
 	fi
 fi
 
 export DEBIAN_FRONTEND=noninteractive
 "${sudo[@]}" apt-get update -q
-"${sudo[@]}" apt-get install -y -q "${missing[@]}"
+if ((${#missing[@]} > 0)); then
+	"${sudo[@]}" apt-get install -y -q "${missing[@]}"
+fi
+if ((${#ceph[@]} > 0)); then
+	"${sudo[@]}" apt-get install -y -q --no-install-recommends "${ceph[@]}"
+fi
