@@ -30,6 +30,7 @@ import {ClusterFills, FILL_ENDPOINT, fillEndpoint} from './cluster/fills.js';
 import {type Coordinator} from './cluster/coordinator.js';
 import {type BlobStore} from './store/blob-store.js';
 import {openStores} from './store/open.js';
+import {S3BlobStore} from './store/s3-blob-store.js';
 import {Maintenance} from './store/maintenance.js';
 import {type MetadataStore} from './store/metadata.js';
 import {UpstreamClient} from './upstream/client.js';
@@ -321,6 +322,10 @@ export function createApp(registry: Registry): Koa {
 			publicUrl: config.publicUrl ?? '',
 			notifier: registry.notifier,
 			metrics: registry.metrics,
+			blobRedirect:
+				config.storage.s3?.redirect && registry.blobs instanceof S3BlobStore
+					? async digest => (registry.blobs as S3BlobStore).redirectUrl(digest)
+					: undefined,
 		},
 		config.namespaces,
 	);

@@ -19,6 +19,8 @@ export type BlobResult = {
 	/** Unknown only for an uncached blob whose upstream sent no Content-Length. */
 	size: number | undefined;
 	open(range?: ByteRange): Readable;
+	/** The bytes are in the blob store (not a fill in progress), so a client may be redirected to them. */
+	stored?: boolean;
 };
 
 export type TagPage = {n?: number; last?: string};

@@ -63,6 +63,7 @@ export class ClusterFills {
 		return {
 			size,
 			source: claim.kind,
+			stored: claim.kind === 'stored',
 			open: range => Readable.from(this.#follow(digest, range ?? {start: 0, end: size - 1}, size, start, claim), {objectMode: false}),
 		};
 	}

@@ -32,6 +32,14 @@ export function getBlob(deps: HandlerDeps) {
 		const digest = digestParam(ctx);
 		const blob = await readService(deps, target).getBlob(target, digest);
 		notify(ctx, deps, 'pull', {repository: target.clientName, digest: digest.value, mediaType: 'application/octet-stream', size: blob.size});
+		if (blob.stored && deps.blobRedirect) {
+			// Straight from the object store (a Range header goes along to it).
+			ctx.set('Docker-Content-Digest', digest.value);
+			ctx.set('Location', await deps.blobRedirect(digest));
+			respondEmpty(ctx, 307);
+			return;
+		}
+
 		const range = blob.size === undefined ? undefined : parseRange(ctx.get('range') || undefined, blob.size);
 		blobHeaders(ctx, digest);
 		ctx.set('Cache-Control', 'max-age=31536000, immutable');

@@ -10,7 +10,7 @@ import {type MetadataStore} from '../store/metadata.js';
 import {type Metrics} from '../metrics.js';
 import {type EventAction, type EventTarget, type Notifier} from '../notify.js';
 import {RegistryError} from '../v2/errors.js';
-import {parseName} from '../v2/grammar.js';
+import {type Digest, parseName} from '../v2/grammar.js';
 
 export type HandlerDeps = {
 	namespaces: NamespaceRouter;
@@ -25,6 +25,8 @@ export type HandlerDeps = {
 	publicUrl: string;
 	notifier: Notifier;
 	metrics: Metrics;
+	/** With storage.s3.redirect: a short-lived URL of a stored blob, to send clients to. */
+	blobRedirect?: (digest: Digest) => Promise<string>;
 };
 
 /** Sends a webhook event about this request (never waits for it). */

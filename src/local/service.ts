@@ -51,7 +51,7 @@ export class LocalService implements ReadService<LocalTarget> {
 	async getBlob(target: LocalTarget, digest: Digest): Promise<BlobResult> {
 		const size = await this.statBlob(target, digest);
 		this.access.touch('blob', digest.value);
-		return {size, open: range => this.blobs.createReadStream(digest, range, size)};
+		return {size, stored: true, open: range => this.blobs.createReadStream(digest, range, size)};
 	}
 
 	async listTags(target: LocalTarget, page: TagPage): Promise<TagList> {

@@ -119,7 +119,7 @@ export class ProxyBlobs {
 		const local = await this.#local(target, digest);
 		if (local !== undefined) {
 			this.deps.onResult?.(target.upstream.name, 'hit');
-			return {size: local, open: range => this.deps.blobs.createReadStream(digest, range, local)};
+			return {size: local, stored: true, open: range => this.deps.blobs.createReadStream(digest, range, local)};
 		}
 
 		if (target.upstream.offline) {
@@ -138,7 +138,7 @@ export class ProxyBlobs {
 
 		const fill = await start();
 		if (fill.state === 'done') {
-			return {size: fill.size, open: range => this.deps.blobs.createReadStream(digest, range, fill.size)};
+			return {size: fill.size, stored: true, open: range => this.deps.blobs.createReadStream(digest, range, fill.size)};
 		}
 
 		return {size: fill.size, open: range => fill.createReader(range)};

@@ -269,6 +269,40 @@ test('/readyz reports a replica that cannot reach S3 or PostgreSQL', async t => 
 	await waitFor(async () => (await fetch(`${replica.url}/readyz`)).status === 200, 'ready again once PostgreSQL is back');
 });
 
+test('storage.s3.redirect: a stored blob GET answers 307 to a presigned URL that serves the bytes, Range included', async t => {
+	const upstream = await upstreamRegistry(t);
+	const dataDir = await tempDir('replica-redirect-');
+	const stores = await scaleOutStores(dataDir, `redirect${process.pid}`);
+	const storage = stores.storage as {s3: Record<string, unknown>};
+	const replica = await startMirrorProcess({
+		dataDir,
+		upstreams: {'docker.io': {url: upstream.url}},
+		extra: {...stores, storage: {...stores.storage, s3: {...storage.s3, redirect: true}}},
+	});
+	t.teardown(async () => replica.stop());
+	const image = await buildImage({layers: 1, layerSize: 512 * 1024});
+	await pushImage(replica.url, 'private/redirect', '1', image);
+	const layer = image.layers[0]!;
+
+	const response = await fetch(`${replica.url}/v2/private/redirect/blobs/${layer.digest}`, {redirect: 'manual'});
+	t.is(response.status, 307);
+	const location = response.headers.get('location')!;
+	const {ceph} = await sharedStoreServers();
+	t.true(location.startsWith(`${ceph.endpoint}/`), `redirected to the object store: ${location.slice(0, 80)}`);
+	t.regex(location, /X-Amz-Expires=300/);
+	const direct = await fetchBytes(location);
+	t.is(direct.status, 200);
+	t.is(sha256(direct.body), layer.digest);
+	const ranged = await fetchBytes(location, {headers: {range: 'bytes=10-19'}});
+	t.is(ranged.status, 206);
+	t.deepEqual(ranged.body, layer.bytes.subarray(10, 20));
+
+	// Clients that follow redirects (skopeo) pull as usual.
+	const dir = await tempDir('redirect-pull-');
+	await skopeoOk(['copy', '--src-tls-verify=false', `docker://127.0.0.1:${replica.port}/private/redirect:1`, `dir:${dir}`]);
+	await assertCopied(t, dir, image);
+});
+
 /** A blob download read as it arrives, so a test can act halfway through. */
 function streamBlob(url: string): {received(): number; done: Promise<{status: number; body: Buffer}>} {
 	const chunks: Buffer[] = [];

@@ -89,7 +89,6 @@ export async function startMirror(options: MirrorOptions): Promise<Mirror> {
 	const config = parseConfig(
 		{
 			listen: '127.0.0.1:0',
-			storage: {dir: dataDir},
 			...stores,
 			upstreams,
 			namespaces: options.namespaces ?? [
@@ -97,6 +96,8 @@ export async function startMirror(options: MirrorOptions): Promise<Mirror> {
 				...(Object.keys(upstreams)[0] ? [{prefix: '', upstream: Object.keys(upstreams)[0]}] : []),
 			],
 			...options.extra,
+			// `extra.storage` adds keys (max_size, …) to the test's own store rather than replacing it.
+			storage: {dir: dataDir, ...(stores as {storage?: object}).storage, ...(options.extra?.['storage'] as object | undefined)},
 		},
 		process.cwd(),
 	);
