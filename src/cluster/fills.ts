@@ -51,9 +51,14 @@ export class ClusterFills {
 	 * A blob this replica does not hold. `start` joins or begins this
 	 * replica's own fill (it is only called with the cluster lock held, or
 	 * when a local fill already runs) and resolves once the upstream answered.
+	 * `found` says whether the store now holds the blob for the asking
+	 * repository (a fill elsewhere may have just landed); it is asked instead
+	 * of the store itself, so a blob another upstream brought in is not handed
+	 * out under a name whose upstream does not have it. `scope` keeps the
+	 * lookups of different upstreams apart.
 	 */
-	async get(digest: Digest, start: () => Promise<Fill>): Promise<BlobResult & {source: Claim['kind']}> {
-		const claim = await this.#claim(digest, start);
+	async get(digest: Digest, scope: string, start: () => Promise<Fill>, found: () => Promise<number | undefined>): Promise<BlobResult & {source: Claim['kind']}> {
+		const claim = await this.#claim(digest, scope, start, found);
 		if (claim.kind === 'local' && claim.size === undefined) {
 			// The upstream sent no length: nothing to resume against; serve this fill as it is.
 			return {size: undefined, source: 'local', open: range => claim.fill.createReader(range)};
@@ -69,11 +74,12 @@ export class ClusterFills {
 	}
 
 	/** Where this replica gets the bytes: one lookup per digest at a time in this process. */
-	async #claim(digest: Digest, start: () => Promise<Fill>): Promise<Claim> {
-		let pending = this.#claims.get(digest.value);
+	async #claim(digest: Digest, scope: string, start: () => Promise<Fill>, found: () => Promise<number | undefined>): Promise<Claim> {
+		const key = `${scope}\n${digest.value}`;
+		let pending = this.#claims.get(key);
 		if (!pending) {
-			pending = this.#findSource(digest, start).finally(() => this.#claims.delete(digest.value));
-			this.#claims.set(digest.value, pending);
+			pending = this.#findSource(digest, start, found).finally(() => this.#claims.delete(key));
+			this.#claims.set(key, pending);
 		}
 
 		return pending;
@@ -87,7 +93,7 @@ export class ClusterFills {
 		return this.deps.blobs.size(digest);
 	}
 
-	async #findSource(digest: Digest, start: () => Promise<Fill>): Promise<Claim> {
+	async #findSource(digest: Digest, start: () => Promise<Fill>, found: () => Promise<number | undefined>): Promise<Claim> {
 		const {coordinator, fills} = this.deps;
 		const deadline = Date.now() + CLAIM_TIMEOUT_MS;
 		for (;;) {
@@ -96,13 +102,13 @@ export class ClusterFills {
 				return {kind: 'local', fill, size: fill.size};
 			}
 
-			const stored = await this.#stored(digest);
+			const stored = await found();
 			if (stored !== undefined) {
 				return {kind: 'stored', size: stored};
 			}
 
 			if (await coordinator.tryAcquireFill(digest)) {
-				return this.#fillHere(digest, start);
+				return this.#fillHere(digest, start, found);
 			}
 
 			const owner = await coordinator.fillOwner(digest);
@@ -122,11 +128,11 @@ export class ClusterFills {
 	}
 
 	/** With the lock held: fill here, unless the blob landed between the check and the lock. */
-	async #fillHere(digest: Digest, start: () => Promise<Fill>): Promise<Claim> {
+	async #fillHere(digest: Digest, start: () => Promise<Fill>, found: () => Promise<number | undefined>): Promise<Claim> {
 		const {coordinator} = this.deps;
 		let fill: Fill;
 		try {
-			const stored = await this.#stored(digest);
+			const stored = await found();
 			if (stored !== undefined) {
 				await coordinator.releaseFill(digest);
 				return {kind: 'stored', size: stored};
@@ -148,7 +154,8 @@ export class ClusterFills {
 		let sources = 0;
 		while (position <= range.end) {
 			try {
-				const current: Claim = claim ?? (await this.#claim(digest, start));
+				// The client already has bytes of this digest: any verified copy of it will do now.
+				const current: Claim = claim ?? (await this.#claim(digest, '', start, async () => this.#stored(digest)));
 				claim = undefined;
 				sources++;
 				if (current.size !== size) {

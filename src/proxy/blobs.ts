@@ -128,7 +128,7 @@ export class ProxyBlobs {
 
 		const start = async (): Promise<Fill> => this.#fill(target, digest);
 		if (this.deps.cluster) {
-			const result = await this.deps.cluster.get(digest, start);
+			const result = await this.deps.cluster.get(digest, target.repo.registry, start, async () => this.#local(target, digest));
 			if (result.source !== 'local') {
 				this.deps.onResult?.(target.upstream.name, result.source === 'stored' ? 'hit' : 'joined');
 			}

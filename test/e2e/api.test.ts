@@ -2,6 +2,10 @@ import test from 'ava';
 import {setTimeout as sleep} from 'node:timers/promises';
 import {buildImage, buildIndex, pushImage, pushIndex} from '../helpers/images.js';
 import {startStack} from '../helpers/stack.js';
+import {stopSharedStoreServers} from '../helpers/mirror.js';
+
+// Run again on S3 + PostgreSQL with MIRROR_TEST_STORES=s3+postgres (see helpers/mirror.ts).
+test.after.always(stopSharedStoreServers);
 
 const API_VERSION = 'registry/2.0';
 

@@ -2,6 +2,10 @@ import test from 'ava';
 import {startDockerd} from '../helpers/dockerd.js';
 import {buildImage, pushImage} from '../helpers/images.js';
 import {startStack} from '../helpers/stack.js';
+import {stopSharedStoreServers} from '../helpers/mirror.js';
+
+// Run again on S3 + PostgreSQL with MIRROR_TEST_STORES=s3+postgres (see helpers/mirror.ts).
+test.after.always(stopSharedStoreServers);
 
 test('docker pull through registry-mirrors; after rmi a second pull fetches no blob upstream; with the upstream stopped it still pulls', async t => {
 	const {upstream, mirror} = await startStack(t);

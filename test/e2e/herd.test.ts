@@ -2,8 +2,12 @@ import test from 'ava';
 import {randomBytes} from 'node:crypto';
 import {pushImage, sha256, type BuiltImage} from '../helpers/images.js';
 import {startStack} from '../helpers/stack.js';
+import {stopSharedStoreServers} from '../helpers/mirror.js';
 
 /** An "image" whose one layer is a big random blob; the mirror never parses layers. */
+// Run again on S3 + PostgreSQL with MIRROR_TEST_STORES=s3+postgres (see helpers/mirror.ts).
+test.after.always(stopSharedStoreServers);
+
 function bigBlobImage(size: number): BuiltImage {
 	const layer = randomBytes(size);
 	const config = Buffer.from(JSON.stringify({architecture: 'amd64', os: 'linux', rootfs: {type: 'layers', diff_ids: []}}));

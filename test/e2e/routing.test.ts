@@ -8,9 +8,12 @@
  */
 import test, {type ExecutionContext} from 'ava';
 import {type BuiltImage, buildImage, pushImage, sha256} from '../helpers/images.js';
-import {type Mirror, startMirror} from '../helpers/mirror.js';
+import {type Mirror, startMirror, stopSharedStoreServers} from '../helpers/mirror.js';
 import {type ReferenceRegistry} from '../helpers/reference-registry.js';
 import {startTwoUpstreams} from '../helpers/stack.js';
+
+// Run again on S3 + PostgreSQL with MIRROR_TEST_STORES=s3+postgres (see helpers/mirror.ts).
+test.after.always(stopSharedStoreServers);
 
 const manifestAccept = [
 	'application/vnd.docker.distribution.manifest.v2+json',
