@@ -3,6 +3,7 @@
  * each a mirror process of its own, as they run behind a load balancer.
  */
 import {randomBytes} from 'node:crypto';
+import {readFile, writeFile} from 'node:fs/promises';
 import {request} from 'node:http';
 import {createServer, type Server, Socket} from 'node:net';
 import {GetObjectCommand, HeadObjectCommand, ListObjectsV2Command, S3Client} from '@aws-sdk/client-s3';
@@ -301,6 +302,44 @@ test('storage.s3.redirect: a stored blob GET answers 307 to a presigned URL that
 	const dir = await tempDir('redirect-pull-');
 	await skopeoOk(['copy', '--src-tls-verify=false', `docker://127.0.0.1:${replica.port}/private/redirect:1`, `dir:${dir}`]);
 	await assertCopied(t, dir, image);
+});
+
+test('quota and gc run cluster-wide: pulls through two replicas stay under one quota, evicted blobs leave the bucket, gc from the CLI sees the shared store', async t => {
+	const MiB = 1024 * 1024;
+	const upstream = await upstreamRegistry(t);
+	const cluster = await startCluster(t, upstream, 2, () => ({}));
+	// The quota is a key of the shared store's config: give it to both replicas (started again with it).
+	for (const replica of cluster.replicas) {
+		const config = await readFile(replica.configFile, 'utf8');
+		await writeFile(replica.configFile, config.replace(/^storage:\n/m, 'storage:\n  max_size: 2.5MiB\n'));
+		await replica.restart();
+	}
+
+	const images = await Promise.all(['a', 'b', 'c', 'd'].map(async name => ({name: `library/q${name}`, image: await buildImage({layers: 1, layerSize: MiB, label: name})})));
+	const database = new pg.Client({connectionString: cluster.databaseUrl});
+	await database.connect();
+	t.teardown(async () => database.end());
+	const cachedBytes = async () =>
+		Number((await database.query('SELECT (SELECT COALESCE(SUM(size), 0) FROM blobs WHERE pushed = 0) + (SELECT COALESCE(SUM(size), 0) FROM manifests WHERE pushed = 0) AS n')).rows[0].n);
+	for (const [index, {name, image}] of images.entries()) {
+		await pushImage(upstream.url, name, '1', image);
+		const replica = cluster.replicas[index % 2]!;
+		const dir = await tempDir('quota-pull-');
+		await skopeoOk(['copy', '--src-tls-verify=false', `docker://127.0.0.1:${replica.port}/${name}:1`, `dir:${dir}`]);
+		await assertCopied(t, dir, image);
+		await waitFor(async () => (await cachedBytes()) <= 2.5 * MiB, `the store is back under its quota after ${name}`);
+	}
+
+	const oldest = images[0]!.image;
+	t.is((await database.query('SELECT 1 FROM manifests WHERE digest = $1', [oldest.digest])).rowCount, 0, 'the least recently used image was evicted');
+	const stored = await assertBucketConsistent(t, cluster);
+	t.false(stored.includes(oldest.layers[0]!.digest), 'with its layer object');
+	t.true(stored.includes(images.at(-1)!.image.layers[0]!.digest), 'the newest layer is kept');
+
+	const gc = await cluster.replicas[0]!.command(['gc', '--dry-run', '--grace', '0s']);
+	t.is(gc.code, 0, gc.stderr);
+	const verify = await cluster.replicas[1]!.command(['verify']);
+	t.is(verify.code, 0, `${verify.stdout}${verify.stderr}`);
 });
 
 /** A blob download read as it arrives, so a test can act halfway through. */
