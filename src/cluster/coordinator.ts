@@ -96,11 +96,17 @@ export class Coordinator {
 		}
 
 		this.#held.add(digest.value);
-		await this.pool.query(
-			`INSERT INTO fills (digest, owner, started_at) VALUES ($1, $2, $3)
-			 ON CONFLICT (digest) DO UPDATE SET owner = excluded.owner, started_at = excluded.started_at`,
-			[digest.value, this.self, Date.now()],
-		);
+		try {
+			await this.pool.query(
+				`INSERT INTO fills (digest, owner, started_at) VALUES ($1, $2, $3)
+				 ON CONFLICT (digest) DO UPDATE SET owner = excluded.owner, started_at = excluded.started_at`,
+				[digest.value, this.self, Date.now()],
+			);
+		} catch (error) {
+			await this.releaseFill(digest);
+			throw error;
+		}
+
 		return true;
 	}
 

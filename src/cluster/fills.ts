@@ -107,11 +107,22 @@ export class ClusterFills {
 				return {kind: 'stored', size: stored};
 			}
 
-			if (await coordinator.tryAcquireFill(digest)) {
+			let locked: boolean;
+			let owner: string | undefined;
+			try {
+				locked = await coordinator.tryAcquireFill(digest);
+				owner = locked ? undefined : await coordinator.fillOwner(digest);
+			} catch (error) {
+				// PostgreSQL is unreachable: serve the client as a single replica would rather than fail it.
+				this.deps.log.warn({err: error, digest: digest.value}, 'cluster: cannot coordinate this fill; fetching it here');
+				const fill = await start();
+				return {kind: 'local', fill, size: fill.size};
+			}
+
+			if (locked) {
 				return this.#fillHere(digest, start, found);
 			}
 
-			const owner = await coordinator.fillOwner(digest);
 			if (owner && owner !== coordinator.self) {
 				const size = await this.#remoteSize(owner, digest).catch(() => undefined);
 				if (size !== undefined) {
