@@ -10,6 +10,10 @@ import {prefetch} from './cli/prefetch.js';
 import {serve} from './cli/serve.js';
 import {parseDuration} from './config/units.js';
 
+// The AWS SDK warns on every start under Node 20 that its releases after January 2027 need Node 22;
+// package-lock.json pins the release this mirror is tested with, so the warning tells operators nothing.
+process.env['AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED'] ??= 'true';
+
 function config(options: {config?: string}): Config {
 	return loadConfig(options.config ?? process.env['MIRROR_CONFIG'] ?? 'mirror.config.yml');
 }

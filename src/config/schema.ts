@@ -96,6 +96,7 @@ const s3 = z.strictObject({
 	prefix: z
 		.string()
 		.regex(/^(?:[A-Za-z0-9._-]+\/)*[A-Za-z0-9._-]*$/, 'not a key prefix like mirror/ (letters, digits, . _ - and /)')
+		.refine(value => !value.split('/').some(segment => segment === '.' || segment === '..'), 'no . or .. segments in a key prefix')
 		.default(''),
 	/** Answer blob GETs with a short-lived presigned URL instead of the bytes. */
 	redirect: z.boolean().default(false),

@@ -6,6 +6,7 @@ import {randomBytes} from 'node:crypto';
 import {readFile, writeFile} from 'node:fs/promises';
 import {request} from 'node:http';
 import {createServer, type Server, Socket} from 'node:net';
+import {join} from 'node:path';
 import {GetObjectCommand, HeadObjectCommand, ListObjectsV2Command, S3Client} from '@aws-sdk/client-s3';
 import test, {type ExecutionContext} from 'ava';
 import pg from 'pg';
@@ -13,7 +14,7 @@ import {buildImage, pushImage, sha256} from '../helpers/images.js';
 import {scaleOutStores, sharedStoreServers, stopSharedStoreServers} from '../helpers/mirror.js';
 import {type MirrorProcess, startMirrorProcess} from '../helpers/mirror-process.js';
 import {startNginx} from '../helpers/nginx.js';
-import {listenLocal, tempDir, waitFor} from '../helpers/process.js';
+import {freePort, listenLocal, run, tempDir, waitFor} from '../helpers/process.js';
 import {type ReferenceRegistry, startReferenceRegistry} from '../helpers/reference-registry.js';
 import {skopeoOk} from '../helpers/skopeo.js';
 import {assertCopied} from '../helpers/stack.js';
@@ -340,6 +341,26 @@ test('quota and gc run cluster-wide: pulls through two replicas stay under one q
 	t.is(gc.code, 0, gc.stderr);
 	const verify = await cluster.replicas[1]!.command(['verify']);
 	t.is(verify.code, 0, `${verify.stdout}${verify.stderr}`);
+});
+
+test('an unreachable S3 endpoint or PostgreSQL stops start-up with one line naming the key', async t => {
+	const {ceph} = await sharedStoreServers();
+	const closed = await freePort();
+	const dir = await tempDir('unreachable-');
+	const s3 = {endpoint: ceph.endpoint, bucket: 'unreachable', access_key: ceph.accessKey, secret_key: ceph.secretKey};
+	const cases = [
+		{storage: {dir: join(dir, 'a'), driver: 's3', s3: {...s3, endpoint: `http://127.0.0.1:${closed}`}}, expected: /^config: storage: s3: cannot reach bucket unreachable at http:\/\/127\.0\.0\.1:\d+: /},
+		{storage: {dir: join(dir, 'b')}, metadata: {driver: 'postgres', url: `postgres://postgres@127.0.0.1:${closed}/mirror`}, expected: /^config: metadata\.url: postgres: .*ECONNREFUSED/},
+		{storage: {dir: join(dir, 'c'), driver: 's3', s3: {...s3, secret_key: 'wrong'}}, expected: /^config: storage: s3: cannot reach bucket unreachable at .*(403|SignatureDoesNotMatch|Forbidden)/},
+	];
+	for (const {expected, ...config} of cases) {
+		const file = join(dir, `${Math.random().toString(36).slice(2)}.yml`);
+		await writeFile(file, JSON.stringify({listen: '127.0.0.1:0', ...config}));
+		const result = await run(process.execPath, ['--import', 'tsx', 'src/main.ts', '--config', file], {timeoutMs: 60_000});
+		t.is(result.code, 1, result.stderr);
+		t.is(result.stderr.trim().split('\n').length, 1, result.stderr);
+		t.regex(result.stderr.trim(), expected);
+	}
 });
 
 /** A blob download read as it arrives, so a test can act halfway through. */

@@ -287,3 +287,45 @@ test('loadConfig resolves paths next to the file', async t => {
 	await writeFile(file, 'storage:\n  foo: 1\n');
 	t.is(configError(t, () => loadConfig(file)), 'config: storage.foo: unknown key');
 });
+
+test('scale-out keys: s3 storage and postgres metadata are read, with defaults', t => {
+	const config = parseConfigText(
+		[
+			'storage:',
+			'  dir: ./scratch',
+			'  driver: s3',
+			'  s3: {endpoint: "http://rgw.lan:7480/", bucket: mirror, access_key: AK, secret_key: SK, prefix: team}',
+			'metadata: {driver: postgres, url: "postgres://mirror@db.lan:5432/mirror"}',
+			'cluster: {advertise_url: "http://10.0.0.11:5000"}',
+		].join('\n'),
+		BASE,
+	);
+	t.deepEqual(config.storage.s3, {
+		endpoint: 'http://rgw.lan:7480',
+		bucket: 'mirror',
+		region: 'us-east-1',
+		accessKey: 'AK',
+		secretKey: 'SK',
+		forcePathStyle: true,
+		prefix: 'team/',
+		redirect: false,
+	});
+	t.is(config.storage.dir, path.join(BASE, 'scratch'));
+	t.is(config.postgresUrl, 'postgres://mirror@db.lan:5432/mirror');
+	t.is(config.advertiseUrl, 'http://10.0.0.11:5000');
+
+	const defaults = parseConfig({}, BASE);
+	t.is(defaults.storage.s3, undefined, 'filesystem by default');
+	t.is(defaults.postgresUrl, undefined, 'SQLite by default');
+});
+
+test('scale-out keys: what is missing or wrong is named', t => {
+	t.is(textError(t, 'storage: {driver: s3}'), 'config: storage.s3: required with driver: s3 (endpoint, bucket, access_key, secret_key)');
+	t.is(textError(t, 'storage: {driver: gcs}'), 'config: storage.driver: Invalid option: expected one of "filesystem"|"s3"');
+	t.regex(textError(t, 'storage: {driver: s3, s3: {endpoint: "http://x", bucket: "Bad_Bucket", access_key: a, secret_key: b}}'), /^config: storage\.s3\.bucket: not an S3 bucket name/);
+	t.regex(textError(t, 'storage: {driver: s3, s3: {endpoint: "http://x", bucket: ok-bucket, access_key: a}}'), /^config: storage\.s3\.secret_key: required/);
+	t.regex(textError(t, 'storage: {driver: s3, s3: {endpoint: "http://x", bucket: ok-bucket, access_key: a, secret_key: b, prefix: "../x"}}'), /^config: storage\.s3\.prefix: /);
+	t.is(textError(t, 'metadata: {driver: postgres}'), 'config: metadata.url: required with driver: postgres');
+	t.is(textError(t, 'metadata: {driver: postgres, url: "mysql://db/x"}'), 'config: metadata.url: not a postgres:// URL');
+	t.regex(textError(t, 'cluster: {advertise_url: "not a url"}'), /^config: cluster\.advertise_url: not a URL/);
+});
