@@ -61,7 +61,8 @@ function isNotFound(error: unknown): boolean {
 
 /** A fill: the local temp file (for this replica's readers) and the multipart upload fed alongside it. */
 class S3TempBlob implements TempBlob {
-	readonly #body = new PassThrough({highWaterMark: PART_SIZE});
+	/** lib-storage buffers a part itself; this only smooths the hand-over. */
+	readonly #body = new PassThrough({highWaterMark: 1024 * 1024});
 	readonly #upload: Upload;
 	readonly #uploaded: Promise<void>;
 	#failure: Error | undefined;

@@ -1,8 +1,8 @@
 import {randomBytes} from 'node:crypto';
-import {CreateBucketCommand, GetObjectCommand, PutObjectCommand, S3Client} from '@aws-sdk/client-s3';
+import {CreateBucketCommand, GetObjectCommand, PutObjectCommand} from '@aws-sdk/client-s3';
 import test from 'ava';
 import pg from 'pg';
-import {startCeph} from '../helpers/ceph.js';
+import {s3ClientFor, startCeph} from '../helpers/ceph.js';
 import {startPostgres} from '../helpers/postgres.js';
 
 test('a throwaway Ceph answers an S3 PutObject/GetObject round trip byte for byte', async (t) => {
@@ -12,14 +12,7 @@ test('a throwaway Ceph answers an S3 PutObject/GetObject round trip byte for byt
 	t.log(`ceph (mon, osd, radosgw, S3 user) started in ${Date.now() - began} ms at ${ceph.endpoint}`);
 	t.regex(ceph.endpoint, /^http:\/\/127\.0\.0\.1:\d+$/);
 
-	const s3 = new S3Client({
-		endpoint: ceph.endpoint,
-		region: ceph.region,
-		credentials: {accessKeyId: ceph.accessKey, secretAccessKey: ceph.secretKey},
-		forcePathStyle: true,
-		requestChecksumCalculation: 'WHEN_REQUIRED',
-		responseChecksumValidation: 'WHEN_REQUIRED',
-	});
+	const s3 = s3ClientFor(ceph);
 	t.teardown(() => {
 		s3.destroy();
 	});

@@ -10,6 +10,7 @@ import {join} from 'node:path';
 import {GetObjectCommand, HeadObjectCommand, ListObjectsV2Command, S3Client} from '@aws-sdk/client-s3';
 import test, {type ExecutionContext} from 'ava';
 import pg from 'pg';
+import {s3ClientFor} from '../helpers/ceph.js';
 import {buildImage, pushImage, sha256} from '../helpers/images.js';
 import {scaleOutStores, sharedStoreServers, stopSharedStoreServers} from '../helpers/mirror.js';
 import {type MirrorProcess, startMirrorProcess} from '../helpers/mirror-process.js';
@@ -51,14 +52,7 @@ async function startCluster(t: ExecutionContext, upstream: ReferenceRegistry, co
 		}),
 	);
 	const {ceph} = await sharedStoreServers();
-	const s3 = new S3Client({
-		endpoint: ceph.endpoint,
-		region: ceph.region,
-		credentials: {accessKeyId: ceph.accessKey, secretAccessKey: ceph.secretKey},
-		forcePathStyle: true,
-		requestChecksumCalculation: 'WHEN_REQUIRED',
-		responseChecksumValidation: 'WHEN_REQUIRED',
-	});
+	const s3 = s3ClientFor(ceph);
 	t.teardown(() => s3.destroy());
 	const stores = await scaleOutStores(replicas[0]!.dataDir, name);
 	return {replicas, bucket: name, databaseUrl: (stores.metadata as {url: string}).url, s3};

@@ -16,6 +16,7 @@ import {randomBytes, randomUUID} from 'node:crypto';
 import {closeSync, openSync} from 'node:fs';
 import {mkdir, readFile, rm, writeFile} from 'node:fs/promises';
 import {join} from 'node:path';
+import {S3Client} from '@aws-sdk/client-s3';
 import {exited, findExecutable, forgetTempDir, freePort, run, type RunResult, tail, tempDir, trackChild, waitFor} from './process.js';
 
 export type Ceph = {
@@ -277,4 +278,20 @@ export async function startCeph(): Promise<Ceph> {
 	}
 
 	return {endpoint, accessKey, secretKey, region: 'us-east-1', stop};
+}
+
+/**
+ * An S3 client for `ceph`, set up as radosgw wants it: path-style bucket
+ * addressing, and checksums only where an operation requires them (with the
+ * SDK's default, streamed uploads use chunked encoding, which radosgw answers with 411).
+ */
+export function s3ClientFor(ceph: Ceph): S3Client {
+	return new S3Client({
+		endpoint: ceph.endpoint,
+		region: ceph.region,
+		credentials: {accessKeyId: ceph.accessKey, secretAccessKey: ceph.secretKey},
+		forcePathStyle: true,
+		requestChecksumCalculation: 'WHEN_REQUIRED',
+		responseChecksumValidation: 'WHEN_REQUIRED',
+	});
 }
