@@ -69,6 +69,7 @@ import {
 import {type Download, download, type Parallel, parallelDownload} from './measure.js';
 import {seed, tokenFor} from './seed.js';
 import {buildMirror, type MirrorCommand, repoRoot} from './servers.js';
+import {PART_SIZE, QUEUE_SIZE} from '../src/store/s3-blob-store.js';
 
 process.env['AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED'] = 'true';
 
@@ -101,9 +102,6 @@ const SECTION = '## Scale-out drivers: one replica on Ceph + PostgreSQL against 
 const BUCKET = 'bench-scale-out';
 const PREFIX = 'mirror/';
 const RAW_BUCKET = 'bench-raw';
-/** What src/store/s3-blob-store.ts uses for a fill's multipart upload. */
-const PART_SIZE = 8 * MiB;
-const QUEUE_SIZE = 2;
 const ACCEPT = [
 	'application/vnd.docker.distribution.manifest.v2+json',
 	'application/vnd.docker.distribution.manifest.list.v2+json',
