@@ -37,6 +37,7 @@ import {
 	S3ServiceException,
 } from '@aws-sdk/client-s3';
 import {Upload} from '@aws-sdk/lib-storage';
+import {LRUCache} from 'lru-cache';
 import {getSignedUrl} from '@aws-sdk/s3-request-presigner';
 import {type S3Config} from '../config/load.js';
 import {type Digest} from '../v2/grammar.js';
@@ -49,6 +50,12 @@ export const QUEUE_SIZE = 4;
 /** Multipart uploads no replica completed or aborted (it died) are aborted after this. */
 const STALE_MULTIPART_MS = 24 * 60 * 60 * 1000;
 const PRESIGN_SECONDS = 300;
+/**
+ * How long a HEAD that found a blob is trusted. Blobs never change, and one
+ * only goes away by eviction, gc or verify --delete: a replica that removed it
+ * forgets it at once, the others within this time. It saves a HEAD per hit.
+ */
+const PRESENT_TTL_MS = 30_000;
 const UPLOAD_ID = /^[a-f0-9-]{36}$/;
 
 function isNotFound(error: unknown): boolean {
@@ -140,6 +147,7 @@ export class S3BlobStore implements BlobStore {
 	readonly #bucket: string;
 	readonly #prefix: string;
 	readonly #tmpDir: string;
+	readonly #present = new LRUCache<string, number>({max: 10_000, ttl: PRESENT_TTL_MS});
 
 	constructor(
 		readonly config: S3Config,
@@ -201,8 +209,17 @@ export class S3BlobStore implements BlobStore {
 	}
 
 	async size(digest: Digest): Promise<number | undefined> {
+		const known = this.#present.get(digest.value);
+		if (known !== undefined) {
+			return known;
+		}
+
 		try {
 			const head = await this.client.send(new HeadObjectCommand({Bucket: this.#bucket, Key: this.#blobKey(digest)}));
+			if (head.ContentLength !== undefined) {
+				this.#present.set(digest.value, head.ContentLength);
+			}
+
 			return head.ContentLength;
 		} catch (error) {
 			if (isNotFound(error)) {
@@ -240,6 +257,7 @@ export class S3BlobStore implements BlobStore {
 	}
 
 	async remove(digest: Digest): Promise<void> {
+		this.#present.delete(digest.value);
 		await this.client.send(new DeleteObjectCommand({Bucket: this.#bucket, Key: this.#blobKey(digest)}));
 	}
 
