@@ -22,6 +22,8 @@ import {assertCopied} from '../helpers/stack.js';
 import {startTokenServer} from '../helpers/token-server.js';
 
 test.after.always(stopSharedStoreServers);
+// Serial: each test starts up to three mirror processes, and all of them at once on two cores
+// pushed start-up past its 30 s limit.
 
 type Cluster = {replicas: MirrorProcess[]; bucket: string; databaseUrl: string; s3: S3Client};
 
@@ -78,7 +80,7 @@ async function assertBucketConsistent(t: ExecutionContext, cluster: Cluster): Pr
 	return digests;
 }
 
-test('push through replica A, pull through B and C; a chunked upload whose POST, PATCHes and PUT land on different replicas', async t => {
+test.serial('push through replica A, pull through B and C; a chunked upload whose POST, PATCHes and PUT land on different replicas', async t => {
 	const upstream = await upstreamRegistry(t);
 	const cluster = await startCluster(t, upstream);
 	const [a, b, c] = cluster.replicas as [MirrorProcess, MirrorProcess, MirrorProcess];
@@ -131,7 +133,7 @@ test('push through replica A, pull through B and C; a chunked upload whose POST,
 	t.is(sessions.KeyCount ?? 0, 0, 'finished sessions leave no objects behind');
 });
 
-test('skopeo pushes and pulls through nginx balancing round-robin over three replicas', async t => {
+test.serial('skopeo pushes and pulls through nginx balancing round-robin over three replicas', async t => {
 	const upstream = await upstreamRegistry(t);
 	const cluster = await startCluster(t, upstream);
 	const nginx = await startNginx({location: '', replicas: cluster.replicas.map(replica => `127.0.0.1:${replica.port}`)});
@@ -154,7 +156,7 @@ test('skopeo pushes and pulls through nginx balancing round-robin over three rep
 	}
 });
 
-test('12 concurrent cold pulls of one blob over three replicas: one upstream GET, every client gets the right bytes', async t => {
+test.serial('12 concurrent cold pulls of one blob over three replicas: one upstream GET, every client gets the right bytes', async t => {
 	// Paced so that the fill lasts about two seconds and every client arrives while it runs.
 	const upstream = await upstreamRegistry(t, 12 * 1024 * 1024);
 	const cluster = await startCluster(t, upstream);
@@ -184,7 +186,7 @@ test('12 concurrent cold pulls of one blob over three replicas: one upstream GET
 	);
 });
 
-test('kill -9 of the filling replica mid-fill: clients of the other replicas still get correct bytes; nothing partial is in the bucket', async t => {
+test.serial('kill -9 of the filling replica mid-fill: clients of the other replicas still get correct bytes; nothing partial is in the bucket', async t => {
 	const upstream = await upstreamRegistry(t, 4 * 1024 * 1024);
 	const cluster = await startCluster(t, upstream);
 	const [a, b, c] = cluster.replicas as [MirrorProcess, MirrorProcess, MirrorProcess];
@@ -221,7 +223,7 @@ test('kill -9 of the filling replica mid-fill: clients of the other replicas sti
 	t.is((await database.query('SELECT count(*)::int AS n FROM fills')).rows[0].n, 0, 'no fill is left recorded');
 });
 
-test('/readyz reports a replica that cannot reach S3 or PostgreSQL', async t => {
+test.serial('/readyz reports a replica that cannot reach S3 or PostgreSQL', async t => {
 	const upstream = await upstreamRegistry(t);
 	const {ceph, postgres} = await sharedStoreServers();
 	const s3Proxy = await tcpProxy(Number(new URL(ceph.endpoint).port));
@@ -265,7 +267,7 @@ test('/readyz reports a replica that cannot reach S3 or PostgreSQL', async t => 
 	await waitFor(async () => (await fetch(`${replica.url}/readyz`)).status === 200, 'ready again once PostgreSQL is back');
 });
 
-test('storage.s3.redirect: a stored blob GET answers 307 to a presigned URL that serves the bytes, Range included', async t => {
+test.serial('storage.s3.redirect: a stored blob GET answers 307 to a presigned URL that serves the bytes, Range included', async t => {
 	const upstream = await upstreamRegistry(t);
 	const dataDir = await tempDir('replica-redirect-');
 	const stores = await scaleOutStores(dataDir, `redirect${process.pid}`);
@@ -299,7 +301,7 @@ test('storage.s3.redirect: a stored blob GET answers 307 to a presigned URL that
 	await assertCopied(t, dir, image);
 });
 
-test('quota and gc run cluster-wide: pulls through two replicas stay under one quota, evicted blobs leave the bucket, gc from the CLI sees the shared store', async t => {
+test.serial('quota and gc run cluster-wide: pulls through two replicas stay under one quota, evicted blobs leave the bucket, gc from the CLI sees the shared store', async t => {
 	const MiB = 1024 * 1024;
 	const upstream = await upstreamRegistry(t);
 	const cluster = await startCluster(t, upstream, 2, () => ({}));
@@ -337,7 +339,7 @@ test('quota and gc run cluster-wide: pulls through two replicas stay under one q
 	t.is(verify.code, 0, `${verify.stdout}${verify.stderr}`);
 });
 
-test('an unreachable S3 endpoint or PostgreSQL stops start-up with one line naming the key', async t => {
+test.serial('an unreachable S3 endpoint or PostgreSQL stops start-up with one line naming the key', async t => {
 	const {ceph} = await sharedStoreServers();
 	const closed = await freePort();
 	const dir = await tempDir('unreachable-');
