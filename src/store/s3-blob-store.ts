@@ -79,6 +79,7 @@ class S3TempBlob implements TempBlob {
 		client: S3Client,
 		bucket: string,
 		key: string,
+		private readonly onCommitted: (size: number) => void,
 	) {
 		this.#upload = new Upload({
 			client,
@@ -121,6 +122,7 @@ class S3TempBlob implements TempBlob {
 	async commit(_digest: Digest): Promise<void> {
 		this.#body.end();
 		await this.#uploaded;
+		this.onCommitted(this.local.written);
 		await this.local.discard();
 	}
 
@@ -253,7 +255,7 @@ export class S3BlobStore implements BlobStore {
 		const local = new FsTempBlob(file, handle, () => {
 			throw new Error('s3: a fill commits to the bucket, not to a local path');
 		});
-		return new S3TempBlob(local, this.client, this.#bucket, this.#blobKey(digest));
+		return new S3TempBlob(local, this.client, this.#bucket, this.#blobKey(digest), size => this.#present.set(digest.value, size));
 	}
 
 	async remove(digest: Digest): Promise<void> {
