@@ -32,6 +32,14 @@ const CLAIM_TIMEOUT_MS = 30_000;
 /** Sources a client's stream may go through before it gives up. */
 const MAX_SOURCES = 4;
 
+/** What a replica asking for a blob it does not hold brings along (see ClusterFills.get). */
+export type Asker = {
+	start: () => Promise<Fill>;
+	found: () => Promise<number | undefined>;
+	/** Whether a fill bringing the bytes in from `origin` (an upstream's name) may serve the asker. */
+	mayShare: (origin: string | undefined) => Promise<boolean>;
+};
+
 type Claim = {kind: 'stored'; size: number} | {kind: 'local'; fill: Fill; size: number | undefined} | {kind: 'remote'; owner: string; size: number};
 
 export type ClusterFillDeps = {
@@ -57,8 +65,9 @@ export class ClusterFills {
 	 * out under a name whose upstream does not have it. `scope` keeps the
 	 * lookups of different upstreams apart.
 	 */
-	async get(digest: Digest, scope: string, start: () => Promise<Fill>, found: () => Promise<number | undefined>): Promise<BlobResult & {source: Claim['kind']}> {
-		const claim = await this.#claim(digest, scope, start, found);
+	async get(digest: Digest, scope: string, asker: Asker): Promise<BlobResult & {source: Claim['kind']}> {
+		const {start} = asker;
+		const claim = await this.#claim(digest, scope, asker);
 		if (claim.kind === 'local' && claim.size === undefined) {
 			// The upstream sent no length: nothing to resume against; serve this fill as it is.
 			return {size: undefined, source: 'local', open: range => claim.fill.createReader(range)};
@@ -74,11 +83,11 @@ export class ClusterFills {
 	}
 
 	/** Where this replica gets the bytes: one lookup per digest at a time in this process. */
-	async #claim(digest: Digest, scope: string, start: () => Promise<Fill>, found: () => Promise<number | undefined>): Promise<Claim> {
+	async #claim(digest: Digest, scope: string, asker: Asker): Promise<Claim> {
 		const key = `${scope}\n${digest.value}`;
 		let pending = this.#claims.get(key);
 		if (!pending) {
-			pending = this.#findSource(digest, start, found).finally(() => this.#claims.delete(key));
+			pending = this.#findSource(digest, asker).finally(() => this.#claims.delete(key));
 			this.#claims.set(key, pending);
 		}
 
@@ -93,7 +102,7 @@ export class ClusterFills {
 		return this.deps.blobs.size(digest);
 	}
 
-	async #findSource(digest: Digest, start: () => Promise<Fill>, found: () => Promise<number | undefined>): Promise<Claim> {
+	async #findSource(digest: Digest, {start, found, mayShare}: Asker): Promise<Claim> {
 		const {coordinator, fills} = this.deps;
 		const deadline = Date.now() + CLAIM_TIMEOUT_MS;
 		for (;;) {
@@ -120,13 +129,17 @@ export class ClusterFills {
 			}
 
 			if (locked) {
-				return this.#fillHere(digest, start, found);
+				return this.#fillHere(digest, {start, found, mayShare});
 			}
 
 			if (owner && owner !== coordinator.self) {
-				const size = await this.#remoteSize(owner, digest).catch(() => undefined);
-				if (size !== undefined) {
-					return {kind: 'remote', owner, size};
+				const remote = await this.#remoteSize(owner, digest).catch(() => undefined);
+				if (remote) {
+					if (!(await mayShare(remote.origin))) {
+						throw new RegistryError('BLOB_UNKNOWN', {detail: {digest: digest.value}});
+					}
+
+					return {kind: 'remote', owner, size: remote.size};
 				}
 			}
 
@@ -139,7 +152,7 @@ export class ClusterFills {
 	}
 
 	/** With the lock held: fill here, unless the blob landed between the check and the lock. */
-	async #fillHere(digest: Digest, start: () => Promise<Fill>, found: () => Promise<number | undefined>): Promise<Claim> {
+	async #fillHere(digest: Digest, {start, found}: Asker): Promise<Claim> {
 		const {coordinator} = this.deps;
 		let fill: Fill;
 		try {
@@ -166,7 +179,8 @@ export class ClusterFills {
 		while (position <= range.end) {
 			try {
 				// The client already has bytes of this digest: any verified copy of it will do now.
-				const current: Claim = claim ?? (await this.#claim(digest, '', start, async () => this.#stored(digest)));
+				const current: Claim =
+					claim ?? (await this.#claim(digest, '', {start, found: async () => this.#stored(digest), mayShare: async () => true}));
 				claim = undefined;
 				sources++;
 				if (current.size !== size) {
@@ -198,7 +212,7 @@ export class ClusterFills {
 		}
 	}
 
-	async #remoteSize(owner: string, digest: Digest): Promise<number | undefined> {
+	async #remoteSize(owner: string, digest: Digest): Promise<{size: number; origin: string | undefined} | undefined> {
 		const response = await got.head(`${owner}${FILL_ENDPOINT}${digest.value}`, {
 			headers: {[KEY_HEADER]: this.deps.coordinator.clusterKey},
 			retry: {limit: 0},
@@ -206,7 +220,8 @@ export class ClusterFills {
 			timeout: {connect: 2000, response: 10_000},
 		});
 		const size = Number(response.headers['x-blob-size']);
-		return response.statusCode === 200 && Number.isSafeInteger(size) ? size : undefined;
+		const origin = response.headers['x-fill-origin'];
+		return response.statusCode === 200 && Number.isSafeInteger(size) ? {size, origin: typeof origin === 'string' ? origin : undefined} : undefined;
 	}
 
 	async #remote(owner: string, digest: Digest, range: ByteRange): Promise<Readable> {
@@ -250,6 +265,9 @@ export function fillEndpoint(deps: {coordinator: Coordinator; fills: FillRegistr
 			if (fill.state !== 'failed' && fill.size !== undefined) {
 				size = fill.size;
 				open = range => fill.createReader(range);
+				if (fill.origin !== undefined) {
+					ctx.set('X-Fill-Origin', fill.origin);
+				}
 			}
 		}
 

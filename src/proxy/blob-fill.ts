@@ -35,6 +35,8 @@ export type FillState = 'starting' | 'running' | 'done' | 'failed';
 
 export class Fill extends EventEmitter {
 	state: FillState = 'starting';
+	/** The upstream (registry name) the bytes come from, when the starter says. */
+	origin: string | undefined;
 	size: number | undefined;
 	error: Error | undefined;
 	temp: TempBlob | undefined;

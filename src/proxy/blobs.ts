@@ -65,6 +65,19 @@ export class ProxyBlobs {
 		return size;
 	}
 
+	/**
+	 * Whether a fill from `origin` may serve this repository: bytes another
+	 * upstream is bringing in go only to names whose upstream has them too.
+	 */
+	async #mayShare(target: CachedTarget, digest: Digest, origin: string | undefined): Promise<boolean> {
+		return (
+			origin === undefined ||
+			origin === target.repo.registry ||
+			(await this.deps.metadata.registryHasBlob(target.repo.registry, digest.value)) ||
+			this.#upstreamHas(target, digest)
+		);
+	}
+
 	async #upstreamHas(target: CachedTarget, digest: Digest): Promise<boolean> {
 		if (target.upstream.offline) {
 			return true;
@@ -128,7 +141,11 @@ export class ProxyBlobs {
 
 		const start = async (): Promise<Fill> => this.#fill(target, digest);
 		if (this.deps.cluster) {
-			const result = await this.deps.cluster.get(digest, target.repo.registry, start, async () => this.#local(target, digest));
+			const result = await this.deps.cluster.get(digest, target.repo.registry, {
+				start,
+				found: async () => this.#local(target, digest),
+				mayShare: async origin => this.#mayShare(target, digest, origin),
+			});
 			if (result.source !== 'local') {
 				this.deps.onResult?.(target.upstream.name, result.source === 'stored' ? 'hit' : 'joined');
 			}
@@ -147,6 +164,11 @@ export class ProxyBlobs {
 	/** Joins this process's fill of `digest` or starts one; resolves once the upstream answered. */
 	async #fill(target: CachedTarget, digest: Digest): Promise<Fill> {
 		const {metadata} = this.deps;
+		const running = this.deps.fills.get(digest);
+		if (running && !(await this.#mayShare(target, digest, running.origin))) {
+			throw blobUnknown(digest, target);
+		}
+
 		const {fill, started} = this.deps.fills.join(
 			digest,
 			this.deps.blobs,
@@ -161,7 +183,9 @@ export class ProxyBlobs {
 			},
 		);
 		this.deps.onResult?.(target.upstream.name, started ? 'miss' : 'joined');
-		if (!started) {
+		if (started) {
+			fill.origin = target.repo.registry;
+		} else {
 			// Another repository's fill: link this one too once the bytes are in.
 			fill.done.then(async () => metadata.linkBlob(target.repo, digest.value)).catch(() => undefined);
 		}

@@ -11,6 +11,7 @@ import {type BuiltImage, buildImage, pushImage, sha256} from '../helpers/images.
 import {type Mirror, startMirror, stopSharedStoreServers} from '../helpers/mirror.js';
 import {type ReferenceRegistry} from '../helpers/reference-registry.js';
 import {startTwoUpstreams} from '../helpers/stack.js';
+import {parseDigest} from '../../src/v2/grammar.js';
 
 // Run again on S3 + PostgreSQL with MIRROR_TEST_STORES=s3+postgres (see helpers/mirror.ts).
 test.after.always(stopSharedStoreServers);
@@ -237,4 +238,29 @@ test('single-segment names get library/ at docker.io (by ?ns=, path and rule), n
 	t.true(gh.count({pathIncludes: '/v2/solo/manifests/1'}) >= 1, 'ghcr.io was asked for solo as it is');
 	t.is(gh.count({pathIncludes: '/v2/library/'}), 0, 'no library/ at ghcr.io');
 	t.is(contentRequests(hub), 0);
+});
+
+test('a fill in flight from one upstream does not serve a name whose upstream lacks the blob', async t => {
+	// docker.io is paced so that its fill is still running when ghcr.io's name asks for the same digest.
+	const {hub, gh} = await startTwoUpstreams(t, {hubBlobBytesPerSecond: 4 * 1024 * 1024});
+	const image = await buildImage({label: 'in-flight', layerSize: 8 * 1024 * 1024});
+	await pushImage(hub.url, 'team/slow', '1', image);
+	const mirror = await startMirror({upstreams: {'docker.io': {url: hub.url}, 'ghcr.io': {url: gh.url}}});
+	t.teardown(async () => mirror.stop());
+	const layer = image.layers[0]!.digest;
+
+	const filling = fetch(`${mirror.url}/v2/team/slow/blobs/${layer}`).then(async response => ({status: response.status, body: Buffer.from(await response.arrayBuffer())}));
+	while (mirror.registry.fills.get(parseDigest(layer))?.state !== 'running') {
+		await new Promise(resolve => setTimeout(resolve, 20));
+	}
+
+	const crossed = await fetch(`${mirror.url}/v2/ghcr.io/team/slow/blobs/${layer}`);
+	t.is(crossed.status, 404, 'ghcr.io does not have it, whatever docker.io is bringing in');
+	t.is(((await crossed.json()) as {errors: Array<{code: string}>}).errors[0]?.code, 'BLOB_UNKNOWN');
+	t.true(gh.count({pathIncludes: `/v2/team/slow/blobs/${layer}`}) >= 1, 'ghcr.io was asked');
+	t.is(mirror.registry.fills.get(parseDigest(layer))?.state, 'running', 'asked while the docker.io fill ran');
+
+	const done = await filling;
+	t.is(done.status, 200);
+	t.is(sha256(done.body), layer, 'the docker.io client still gets its bytes');
 });

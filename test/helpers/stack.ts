@@ -23,10 +23,13 @@ export async function startStack(
 }
 
 /** Two upstreams for routing tests: `hub` (the reference registry behind the token server) and `gh` (one without auth). */
-export async function startTwoUpstreams(t: ExecutionContext): Promise<{tokens: TokenServer; hub: ReferenceRegistry; gh: ReferenceRegistry}> {
+export async function startTwoUpstreams(
+	t: ExecutionContext,
+	options: {hubBlobBytesPerSecond?: number} = {},
+): Promise<{tokens: TokenServer; hub: ReferenceRegistry; gh: ReferenceRegistry}> {
 	const tokens = await startTokenServer();
 	t.teardown(async () => tokens.stop());
-	const hub = await startReferenceRegistry({tokenServer: tokens});
+	const hub = await startReferenceRegistry({tokenServer: tokens, blobBytesPerSecond: options.hubBlobBytesPerSecond});
 	t.teardown(async () => hub.stop());
 	const gh = await startReferenceRegistry();
 	t.teardown(async () => gh.stop());
