@@ -18,7 +18,7 @@ import {startNginx} from '../helpers/nginx.js';
 import {freePort, listenLocal, run, tempDir, waitFor} from '../helpers/process.js';
 import {type ReferenceRegistry, startReferenceRegistry} from '../helpers/reference-registry.js';
 import {skopeoOk} from '../helpers/skopeo.js';
-import {assertCopied} from '../helpers/stack.js';
+import {assertCopied, startTwoUpstreams} from '../helpers/stack.js';
 import {startTokenServer} from '../helpers/token-server.js';
 
 test.after.always(stopSharedStoreServers);
@@ -38,7 +38,13 @@ async function upstreamRegistry(t: ExecutionContext, blobBytesPerSecond?: number
 }
 
 /** `count` replicas started at the same moment on a fresh bucket and database (they race to migrate and create the bucket). */
-async function startCluster(t: ExecutionContext, upstream: ReferenceRegistry, count = 3, overrides: (index: number) => Record<string, unknown> = () => ({})): Promise<Cluster> {
+async function startCluster(
+	t: ExecutionContext,
+	upstream: ReferenceRegistry,
+	count = 3,
+	overrides: (index: number) => Record<string, unknown> = () => ({}),
+	upstreams: Record<string, Record<string, unknown>> = {'docker.io': {url: upstream.url}},
+): Promise<Cluster> {
 	const name = `cluster${process.pid}x${++clusters}`;
 	const replicas = await Promise.all(
 		Array.from({length: count}, async (_, index) => {
@@ -46,7 +52,7 @@ async function startCluster(t: ExecutionContext, upstream: ReferenceRegistry, co
 			const stores = await scaleOutStores(dataDir, name);
 			const replica = await startMirrorProcess({
 				dataDir,
-				upstreams: {'docker.io': {url: upstream.url}},
+				upstreams,
 				extra: {...stores, ...overrides(index)},
 			});
 			t.teardown(async () => replica.stop());
@@ -221,6 +227,25 @@ test.serial('kill -9 of the filling replica mid-fill: clients of the other repli
 	t.is(upstream.count({method: 'GET', pathIncludes: layer.digest}), 2, 'A fetched, then one replica took over');
 	t.deepEqual(await assertBucketConsistent(t, cluster), [layer.digest]);
 	t.is((await database.query('SELECT count(*)::int AS n FROM fills')).rows[0].n, 0, 'no fill is left recorded');
+});
+
+test.serial("another replica's fill from one upstream does not serve a name whose upstream lacks the blob", async t => {
+	const {hub, gh} = await startTwoUpstreams(t, {hubBlobBytesPerSecond: 4 * 1024 * 1024});
+	const cluster = await startCluster(t, hub, 2, () => ({}), {'docker.io': {url: hub.url}, 'ghcr.io': {url: gh.url}});
+	const [a, b] = cluster.replicas as [MirrorProcess, MirrorProcess];
+	const image = await buildImage({label: 'cross', layerSize: 8 * 1024 * 1024});
+	await pushImage(hub.url, 'team/slow', '1', image);
+	const layer = image.layers[0]!;
+
+	const filling = streamBlob(`${a.url}/v2/team/slow/blobs/${layer.digest}`);
+	await waitFor(async () => filling.received() > 0, 'replica A is filling from docker.io');
+	const crossed = await fetch(`${b.url}/v2/ghcr.io/team/slow/blobs/${layer.digest}`);
+	t.is(crossed.status, 404, 'ghcr.io does not have it, whatever docker.io is bringing in on replica A');
+	t.true(gh.count({pathIncludes: `/v2/team/slow/blobs/${layer.digest}`}) >= 1, 'ghcr.io was asked');
+	const following = await fetchBytes(`${b.url}/v2/team/slow/blobs/${layer.digest}`);
+	t.is(sha256(following.body), layer.digest, 'the same digest under docker.io on replica B is served');
+	t.is(hub.count({method: 'GET', pathIncludes: layer.digest}), 1, 'from the one fill');
+	t.is(sha256((await filling.done).body), layer.digest);
 });
 
 test.serial('/readyz reports a replica that cannot reach S3 or PostgreSQL', async t => {
