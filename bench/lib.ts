@@ -307,3 +307,37 @@ export async function waitQuiet(threshold = 0.1, maxWaitMs = 120_000): Promise<{
 		}
 	}
 }
+
+export type LoadEntry = {label: string; foreign: number; steal: number; seconds: number; waitedMs: number};
+
+/**
+ * Runs each measurement once the machine is quiet (other processes under 0.1
+ * core, waiting at most `maxWaitMs` each and `budgetMs` over the run; waits
+ * under `slackMs` are not charged), and records the foreign load during it.
+ */
+export function quietRunner(options: {enabled: boolean; budgetMs: number; maxWaitMs: number; slackMs: number}): {
+	q: <T>(label: string, fn: () => Promise<T>) => Promise<T>;
+	loadLog: LoadEntry[];
+} {
+	const loadLog: LoadEntry[] = [];
+	let budgetMs = options.budgetMs;
+	const q = async <T>(label: string, fn: () => Promise<T>): Promise<T> => {
+		const quiet = options.enabled && budgetMs > 0 ? await waitQuiet(0.1, Math.min(options.maxWaitMs, budgetMs)) : {foreign: 0, waitedMs: 0};
+		budgetMs -= Math.max(0, quiet.waitedMs - options.slackMs);
+		if (quiet.waitedMs > 2000) {
+			log(`waited ${fmt(quiet.waitedMs / 1000, 1)} s for other processes to calm down (last ${fmt(quiet.foreign, 2)} cores)`);
+		}
+
+		const load = new ForeignLoad();
+		const result = await fn();
+		const taken = load.take();
+		loadLog.push({label, ...taken, waitedMs: quiet.waitedMs});
+		if (taken.foreign > 0.15) {
+			log(`note: other processes used ${fmt(taken.foreign, 2)} cores during "${label}"`);
+		}
+
+		return result;
+	};
+
+	return {q, loadLog};
+}

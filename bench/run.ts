@@ -38,8 +38,6 @@ import {
 	cpuCount,
 	fmt,
 	fmtRuns,
-	ForeignLoad,
-	waitQuiet,
 	log,
 	markdownTable,
 	median,
@@ -48,6 +46,8 @@ import {
 	repin,
 	RssPoller,
 	sleep,
+	quietRunner,
+	type LoadEntry,
 } from './lib.js';
 import {download, manyOnce, parallelDownload, wrk, type Download, type WrkResult} from './measure.js';
 import {startNginx} from './nginx.js';
@@ -184,30 +184,9 @@ for (const signal of ['SIGINT', 'SIGTERM'] as const) {
 
 // --- other load on the machine ---------------------------------------------------------------
 
-type LoadEntry = {label: string; foreign: number; steal: number; seconds: number; waitedMs: number};
-const loadLog: LoadEntry[] = [];
 const QUIET = env['BENCH_QUIET'] !== '0';
-/** Total time the run may spend waiting for a quiet machine (BENCH_QUIET_BUDGET_S, default 300 s). */
-let quietBudgetMs = num('BENCH_QUIET_BUDGET_S', 300) * 1000;
-
-/** Runs one measurement once the machine is quiet (other processes under 0.1 core), and records the foreign load during it. */
-async function q<T>(label: string, fn: () => Promise<T>): Promise<T> {
-	const quiet = QUIET && quietBudgetMs > 0 ? await waitQuiet(0.1, Math.min(60_000, quietBudgetMs)) : {foreign: 0, waitedMs: 0};
-	quietBudgetMs -= Math.max(0, quiet.waitedMs - 1000);
-	if (quiet.waitedMs > 2000) {
-		log(`waited ${fmt(quiet.waitedMs / 1000, 1)} s for other processes to calm down (last ${fmt(quiet.foreign, 2)} cores)`);
-	}
-
-	const load = new ForeignLoad();
-	const result = await fn();
-	const taken = load.take();
-	loadLog.push({label, ...taken, waitedMs: quiet.waitedMs});
-	if (taken.foreign > 0.15) {
-		log(`note: other processes used ${fmt(taken.foreign, 2)} cores during "${label}"`);
-	}
-
-	return result;
-}
+/** Total time the run may spend waiting for a quiet machine: BENCH_QUIET_BUDGET_S, default 300 s. */
+const {q, loadLog} = quietRunner({enabled: QUIET, budgetMs: num('BENCH_QUIET_BUDGET_S', 300) * 1000, maxWaitMs: 60_000, slackMs: 1000});
 
 // --- helpers -------------------------------------------------------------------------------
 

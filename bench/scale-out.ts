@@ -41,7 +41,7 @@ import {CreateBucketCommand, GetObjectCommand, HeadObjectCommand, S3Client} from
 import {Upload} from '@aws-sdk/lib-storage';
 import {getSignedUrl} from '@aws-sdk/s3-request-presigner';
 import {stringify} from 'yaml';
-import {type Ceph, startCeph} from '../test/helpers/ceph.js';
+import {type Ceph, s3ClientFor, startCeph} from '../test/helpers/ceph.js';
 import {type Postgres, startPostgres} from '../test/helpers/postgres.js';
 import {forgetTempDir, freePort, tempDir} from '../test/helpers/process.js';
 import {type ReferenceRegistry, startReferenceRegistry} from '../test/helpers/reference-registry.js';
@@ -51,7 +51,6 @@ import {
 	cpuCount,
 	fmt,
 	fmtRuns,
-	ForeignLoad,
 	log,
 	markdownTable,
 	median,
@@ -64,12 +63,13 @@ import {
 	sleep,
 	spawnServer,
 	waitHttp,
-	waitQuiet,
+	quietRunner,
+	type LoadEntry,
 } from './lib.js';
 import {type Download, download, type Parallel, parallelDownload} from './measure.js';
 import {seed, tokenFor} from './seed.js';
 import {buildMirror, type MirrorCommand, repoRoot} from './servers.js';
-import {PART_SIZE, QUEUE_SIZE} from '../src/store/s3-blob-store.js';
+import {PART_SIZE, QUEUE_SIZE, REQUEST_HANDLER} from '../src/store/s3-blob-store.js';
 
 process.env['AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED'] = 'true';
 
@@ -92,7 +92,6 @@ const IDLE_NOTE =
 const VERIFY_ALL = env['BENCH_VERIFY'] !== 'first';
 const NICE = num('BENCH_NICE', -10);
 const QUIET = env['BENCH_QUIET'] !== '0';
-let quietBudgetMs = num('BENCH_QUIET_BUDGET_S', 60) * 1000;
 /** A directory: the replicas run with `--cpu-prof` into it (summarise with bench/profile.ts). */
 const PROFILE_DIR = env['BENCH_PROFILE'];
 /** More node/V8 flags for the replicas, space-separated (e.g. `--trace-gc`). */
@@ -149,27 +148,7 @@ const mbps = (d: Download): number => d.bytes / d.totalMs / 1000;
 
 // --- other load on the machine ---------------------------------------------------------------
 
-type LoadEntry = {label: string; foreign: number; steal: number; seconds: number; waitedMs: number};
-const loadLog: LoadEntry[] = [];
-
-/** One measurement, after waiting (up to 10 s, within the budget) for other processes to use under 0.1 core; records their load during it. */
-async function q<T>(label: string, fn: () => Promise<T>): Promise<T> {
-	const quiet = QUIET && quietBudgetMs > 0 ? await waitQuiet(0.1, Math.min(10_000, quietBudgetMs)) : {foreign: 0, waitedMs: 0};
-	quietBudgetMs -= Math.max(0, quiet.waitedMs - 500);
-	if (quiet.waitedMs > 2000) {
-		log(`waited ${fmt(quiet.waitedMs / 1000, 1)} s for other processes to calm down (last ${fmt(quiet.foreign, 2)} cores)`);
-	}
-
-	const load = new ForeignLoad();
-	const result = await fn();
-	const taken = load.take();
-	loadLog.push({label, ...taken, waitedMs: quiet.waitedMs});
-	if (taken.foreign > 0.15) {
-		log(`note: other processes used ${fmt(taken.foreign, 2)} cores during "${label}"`);
-	}
-
-	return result;
-}
+const {q, loadLog} = quietRunner({enabled: QUIET, budgetMs: num('BENCH_QUIET_BUDGET_S', 60) * 1000, maxWaitMs: 10_000, slackMs: 500});
 
 // --- CPU of the processes involved ----------------------------------------------------------
 
@@ -313,17 +292,9 @@ async function startReplica(command: MirrorCommand, variant: Variant, upstreamUr
 	};
 }
 
+/** The mirror's own S3 settings (src/store/s3-blob-store.ts). */
 function s3Client(ceph: Ceph): S3Client {
-	// The mirror's own settings (src/store/s3-blob-store.ts).
-	return new S3Client({
-		endpoint: ceph.endpoint,
-		region: ceph.region,
-		credentials: {accessKeyId: ceph.accessKey, secretAccessKey: ceph.secretKey},
-		forcePathStyle: true,
-		requestChecksumCalculation: 'WHEN_REQUIRED',
-		responseChecksumValidation: 'WHEN_REQUIRED',
-		requestHandler: {connectionTimeout: 5000, socketTimeout: 60_000, httpAgent: {keepAlive: true, maxSockets: 256}},
-	});
+	return s3ClientFor(ceph, {requestHandler: REQUEST_HANDLER});
 }
 
 // --- the measurements ------------------------------------------------------------------------

@@ -4,7 +4,6 @@
  * listening, so tests can start one on port 0.
  */
 import {randomUUID} from 'node:crypto';
-import path from 'node:path';
 import Koa, {type Context} from 'koa';
 import {Htpasswd} from './auth/htpasswd.js';
 import {TokenIssuer} from './auth/tokens.js';
@@ -30,7 +29,6 @@ import {ClusterFills, FILL_ENDPOINT, fillEndpoint} from './cluster/fills.js';
 import {type Coordinator} from './cluster/coordinator.js';
 import {type BlobStore} from './store/blob-store.js';
 import {openStores} from './store/open.js';
-import {S3BlobStore} from './store/s3-blob-store.js';
 import {Maintenance} from './store/maintenance.js';
 import {type MetadataStore} from './store/metadata.js';
 import {UpstreamClient} from './upstream/client.js';
@@ -322,10 +320,7 @@ export function createApp(registry: Registry): Koa {
 			publicUrl: config.publicUrl ?? '',
 			notifier: registry.notifier,
 			metrics: registry.metrics,
-			blobRedirect:
-				config.storage.s3?.redirect && registry.blobs instanceof S3BlobStore
-					? async digest => (registry.blobs as S3BlobStore).redirectUrl(digest)
-					: undefined,
+			blobRedirect: config.storage.s3?.redirect && registry.blobs.redirectUrl ? async digest => registry.blobs.redirectUrl!(digest) : undefined,
 		},
 		config.namespaces,
 	);

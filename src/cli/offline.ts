@@ -5,11 +5,10 @@
  */
 import {type Config} from '../config/load.js';
 import {silentLogger} from '../log.js';
-import {Coordinator} from '../cluster/coordinator.js';
+import {type Coordinator} from '../cluster/coordinator.js';
 import {Maintenance} from '../store/maintenance.js';
 import {type MetadataStore} from '../store/metadata.js';
 import {openStores} from '../store/open.js';
-import {type PostgresMetadataStore} from '../store/postgres.js';
 import {clientName} from '../namespaces.js';
 
 type Stores = {metadata: MetadataStore; maintenance: Maintenance; coordinator?: Coordinator};
@@ -18,12 +17,10 @@ type Stores = {metadata: MetadataStore; maintenance: Maintenance; coordinator?: 
 async function withStores<T>(config: Config, use: (stores: Stores) => T | Promise<T>): Promise<T> {
 	const stores = await openStores(config, silentLogger(), {offline: true});
 	const maintenance = new Maintenance(stores.metadata, stores.blobs, undefined, silentLogger(), config.storage.maxSize);
-	// With PostgreSQL, GC and verification wait for any replica's maintenance run to end, and hold off the next.
-	const coordinator = config.postgresUrl && 'pool' in stores.metadata ? new Coordinator((stores.metadata as PostgresMetadataStore).pool, config.postgresUrl, 'cli', silentLogger()) : undefined;
 	try {
-		return await use({metadata: stores.metadata, maintenance, coordinator});
+		// With PostgreSQL, GC and verification wait for any replica's maintenance run to end, and hold off the next.
+		return await use({metadata: stores.metadata, maintenance, coordinator: stores.coordinator});
 	} finally {
-		await coordinator?.close();
 		await stores.close();
 	}
 }

@@ -14,11 +14,10 @@
 import {createHash} from 'node:crypto';
 import pg from 'pg';
 import {type Logger} from '../log.js';
+import {LOCK_KEYS} from '../store/postgres.js';
 import {type Digest} from '../v2/grammar.js';
 
 const CHANNEL = 'mirror_fills';
-/** Advisory lock keys of their own (fills use the first 8 bytes of the digest). */
-const MAINTENANCE_KEY = 0x6d_69_72_72_6f_72_03n;
 
 function fillKey(digest: Digest): string {
 	return BigInt.asIntN(64, BigInt(`0x${digest.hex.slice(0, 16)}`)).toString();
@@ -169,10 +168,10 @@ export class Coordinator {
 		const client = await this.pool.connect();
 		try {
 			if (options.wait) {
-				await client.query('SELECT pg_advisory_lock($1::bigint)', [MAINTENANCE_KEY.toString()]);
+				await client.query('SELECT pg_advisory_lock($1::bigint)', [LOCK_KEYS.maintenance]);
 			} else {
 				const {rows} = await client.query<{locked: boolean}>('SELECT pg_try_advisory_lock($1::bigint) AS locked', [
-					MAINTENANCE_KEY.toString(),
+					LOCK_KEYS.maintenance,
 				]);
 				if (!rows[0]?.locked) {
 					return undefined;
@@ -182,7 +181,7 @@ export class Coordinator {
 			try {
 				return await task();
 			} finally {
-				await client.query('SELECT pg_advisory_unlock($1::bigint)', [MAINTENANCE_KEY.toString()]);
+				await client.query('SELECT pg_advisory_unlock($1::bigint)', [LOCK_KEYS.maintenance]);
 			}
 		} finally {
 			client.release();

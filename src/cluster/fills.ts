@@ -16,6 +16,7 @@
 import {Readable} from 'node:stream';
 import {type Context} from 'koa';
 import got from 'got';
+import {parseRange} from '../http/range.js';
 import {type Logger} from '../log.js';
 import {type Fill, type FillRegistry} from '../proxy/blob-fill.js';
 import {type BlobResult} from '../services.js';
@@ -283,9 +284,9 @@ export function fillEndpoint(deps: {coordinator: Coordinator; fills: FillRegistr
 		}
 
 		ctx.set('X-Blob-Size', String(size));
-		const match = /^bytes=(\d+)-(\d+)$/.exec(ctx.get('range'));
-		const range = match ? {start: Number(match[1]), end: Math.min(Number(match[2]), size - 1)} : {start: 0, end: size - 1};
-		ctx.status = match ? 206 : 200;
+		const ranged = size > 0 ? parseRange(ctx.get('range') || undefined, size) : undefined;
+		const range = ranged ?? {start: 0, end: size - 1};
+		ctx.status = ranged ? 206 : 200;
 		ctx.length = Math.max(0, range.end - range.start + 1);
 		if (ctx.method === 'GET' && ctx.length > 0) {
 			ctx.body = open(range);

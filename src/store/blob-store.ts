@@ -48,6 +48,11 @@ export interface BlobStore {
 	sweepTemp(): Promise<number>;
 	/** Every committed digest on disk (for consistency checks). */
 	list(): Promise<string[]>;
+	/** A short-lived URL a client may fetch a committed blob from directly (object stores only). */
+	redirectUrl?(digest: Digest): Promise<string>;
+	/** Rejects when the store cannot be reached (readiness; remote stores only). */
+	ping?(): Promise<void>;
+	close?(): void;
 
 	// Upload sessions of pushes: one file per session id (a UUID, checked by the caller).
 	createUpload(id: string): Promise<void>;
@@ -67,6 +72,39 @@ export interface BlobStore {
 
 const READ_CHUNK = 1024 * 1024;
 
+/** Writes all of `chunk` at `position` (a write may take only part of it). */
+export async function writeAll(handle: FileHandle, chunk: Uint8Array, position: number): Promise<void> {
+	let offset = 0;
+	while (offset < chunk.length) {
+		offset += (await handle.write(chunk, offset, chunk.length - offset, position + offset)).bytesWritten;
+	}
+}
+
+/**
+ * Writes `source` into `handle` from `position` on, until it ends or fails.
+ * The bytes written before a failure stay: the result says how far the file
+ * got (`end`), and the error if there was one.
+ */
+export async function writeSource(
+	handle: FileHandle,
+	position: number,
+	source: AsyncIterable<Uint8Array>,
+	onChunk?: (chunk: Uint8Array) => void,
+): Promise<{end: number; error?: Error}> {
+	let end = position;
+	try {
+		for await (const chunk of source) {
+			await writeAll(handle, chunk, end);
+			end += chunk.length;
+			onChunk?.(chunk);
+		}
+
+		return {end};
+	} catch (error) {
+		return {end, error: error instanceof Error ? error : new Error(String(error))};
+	}
+}
+
 export class FsTempBlob implements TempBlob {
 	#written = 0;
 	#refs = 1;
@@ -84,12 +122,7 @@ export class FsTempBlob implements TempBlob {
 	}
 
 	async append(chunk: Uint8Array): Promise<void> {
-		let offset = 0;
-		while (offset < chunk.length) {
-			const {bytesWritten} = await this.handle.write(chunk, offset, chunk.length - offset, this.#written + offset);
-			offset += bytesWritten;
-		}
-
+		await writeAll(this.handle, chunk, this.#written);
 		this.#written += chunk.length;
 	}
 
@@ -178,25 +211,14 @@ export class FsBlobStore implements BlobStore {
 		onChunk?: (chunk: Uint8Array) => void,
 	): Promise<{size: number; error?: Error}> {
 		const handle = await open(this.#uploadPath(id), 'r+');
-		let position = offset;
+		let end = offset;
 		try {
-			for await (const chunk of source) {
-				let written = 0;
-				while (written < chunk.length) {
-					const result = await handle.write(chunk, written, chunk.length - written, position + written);
-					written += result.bytesWritten;
-				}
-
-				position += chunk.length;
-				onChunk?.(chunk);
-			}
-
-			return {size: position};
-		} catch (error) {
-			return {size: position, error: error instanceof Error ? error : new Error(String(error))};
+			const result = await writeSource(handle, offset, source, onChunk);
+			end = result.end;
+			return {size: result.end, ...(result.error ? {error: result.error} : {})};
 		} finally {
-			// Anything past `position` (a partial chunk) is not part of the session.
-			await handle.truncate(position).catch(() => undefined);
+			// Anything past `end` (a partial chunk) is not part of the session.
+			await handle.truncate(end).catch(() => undefined);
 			await handle.close();
 		}
 	}

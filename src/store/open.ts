@@ -18,7 +18,7 @@ import {SqliteMetadataStore} from './sqlite.js';
 export type Stores = {
 	blobs: BlobStore;
 	metadata: MetadataStore;
-	/** Set with PostgreSQL metadata: replicas coordinate fills and maintenance through it. */
+	/** Set with PostgreSQL metadata: replicas coordinate fills and maintenance through it (offline: maintenance only). */
 	coordinator?: Coordinator;
 	/** Named readiness checks beyond the local storage directory. */
 	checks: Record<string, () => Promise<unknown>>;
@@ -46,13 +46,9 @@ export async function openStores(config: Config, log: Logger, options: {offline?
 	}
 
 	const checks: Record<string, () => Promise<unknown>> = {};
-	let blobs: BlobStore;
-	if (config.storage.s3) {
-		const s3 = new S3BlobStore(config.storage.s3, config.storage.dir);
-		checks['s3'] = async () => s3.ping();
-		blobs = s3;
-	} else {
-		blobs = new FsBlobStore(config.storage.dir);
+	const blobs: BlobStore = config.storage.s3 ? new S3BlobStore(config.storage.s3, config.storage.dir) : new FsBlobStore(config.storage.dir);
+	if (blobs.ping) {
+		checks['s3'] = async () => blobs.ping!();
 	}
 
 	if (!options.offline) {
@@ -75,8 +71,9 @@ export async function openStores(config: Config, log: Logger, options: {offline?
 
 		metadata = store;
 		checks['database'] = async () => store.ping();
+		// Offline (CLI), only its maintenance lock is used: it takes part in no fill and opens no lock connection.
+		coordinator = new Coordinator(store.pool, config.postgresUrl, options.offline ? 'cli' : advertiseUrl(config), log);
 		if (!options.offline) {
-			coordinator = new Coordinator(store.pool, config.postgresUrl, advertiseUrl(config), log);
 			await coordinator.start();
 			checks['cluster'] = async () => coordinator!.ping();
 		}
@@ -94,9 +91,7 @@ export async function openStores(config: Config, log: Logger, options: {offline?
 		async close() {
 			await coordinator?.close();
 			await metadata.close();
-			if (blobs instanceof S3BlobStore) {
-				blobs.close();
-			}
+			blobs.close?.();
 		},
 	};
 }

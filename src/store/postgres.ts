@@ -17,9 +17,13 @@ import {
 	type TagRecord,
 	type UploadRecord,
 } from './metadata.js';
+import {SQL, toReferrer, toTagged, toUpload, type ReferrerRow, type TaggedRow, type UploadRow} from './queries.js';
 
-/** Advisory lock keys (any fixed 64-bit numbers; these spell "mirror" and a purpose). */
-export const LOCK_KEYS = {migrate: 0x6d_69_72_72_6f_72_01n, leader: 0x6d_69_72_72_6f_72_02n} as const;
+/**
+ * The fixed advisory lock keys (64-bit numbers spelling "mirror" and a
+ * purpose); fills lock on the first 8 bytes of their digest instead.
+ */
+export const LOCK_KEYS = {migrate: 0x6d_69_72_72_6f_72_01n.toString(), maintenance: 0x6d_69_72_72_6f_72_03n.toString()} as const;
 
 const INT8 = 20;
 
@@ -31,7 +35,7 @@ function numbered(sql: string): string {
 
 type Queryable = pg.Pool | pg.PoolClient;
 
-export function createPool(url: string, max = 10): pg.Pool {
+function createPool(url: string, max = 10): pg.Pool {
 	const pool = new pg.Pool({
 		connectionString: url,
 		max,
@@ -88,7 +92,7 @@ export class PostgresMetadataStore implements MetadataStore {
 	}
 
 	async #repoId(repo: RepoKey, db: Queryable = this.pool): Promise<number | undefined> {
-		return (await this.#row<{id: number}>('SELECT id FROM repositories WHERE registry = ? AND name = ?', [repo.registry, repo.name], db))?.id;
+		return (await this.#row<{id: number}>(SQL.repoId, [repo.registry, repo.name], db))?.id;
 	}
 
 	async #ensureRepo(repo: RepoKey, now: number, db: Queryable): Promise<number> {
@@ -102,34 +106,19 @@ export class PostgresMetadataStore implements MetadataStore {
 
 	async getTag(repo: RepoKey, tag: string): Promise<TagRecord | undefined> {
 		return this.#row<TagRecord>(
-			`SELECT t.digest, t.fetched_at AS "fetchedAt", t.checked_at AS "checkedAt"
-			 FROM tags t JOIN repositories r ON r.id = t.repository_id
-			 WHERE r.registry = ? AND r.name = ? AND t.tag = ?`,
+			SQL.tag,
 			[repo.registry, repo.name, tag],
 		);
 	}
 
 	async getTaggedManifest(repo: RepoKey, tag: string): Promise<(TagRecord & {manifest: ManifestRecord}) | undefined> {
-		const row = await this.#row<TagRecord & {mediaType: string; content: Buffer}>(
-			`SELECT t.digest, t.fetched_at AS "fetchedAt", t.checked_at AS "checkedAt", m.media_type AS "mediaType", m.content
-			 FROM tags t JOIN repositories r ON r.id = t.repository_id JOIN manifests m ON m.digest = t.digest
-			 WHERE r.registry = ? AND r.name = ? AND t.tag = ?`,
-			[repo.registry, repo.name, tag],
-		);
-		return (
-			row && {
-				digest: row.digest,
-				fetchedAt: row.fetchedAt,
-				checkedAt: row.checkedAt,
-				manifest: {digest: row.digest, mediaType: row.mediaType, content: row.content},
-			}
-		);
+		const row = await this.#row<TaggedRow>(SQL.taggedManifest, [repo.registry, repo.name, tag]);
+		return row && toTagged(row);
 	}
 
 	async markTagChecked(repo: RepoKey, tag: string, now: number): Promise<void> {
 		await this.#run(
-			`UPDATE tags SET checked_at = ?
-			 WHERE tag = ? AND repository_id = (SELECT id FROM repositories WHERE registry = ? AND name = ?)`,
+			SQL.markTagChecked,
 			[now, tag, repo.registry, repo.name],
 		);
 	}
@@ -155,7 +144,7 @@ export class PostgresMetadataStore implements MetadataStore {
 				[manifest.digest, manifest.mediaType, manifest.content.length, manifest.content, pushed ? 1 : 0, now, now],
 				db,
 			);
-			await this.#run('INSERT INTO repository_manifests (repository_id, digest) VALUES (?, ?) ON CONFLICT DO NOTHING', [repoId, manifest.digest], db);
+			await this.#run(SQL.linkManifest, [repoId, manifest.digest], db);
 			const references = input.references ?? [];
 			if (references.length > 0) {
 				await this.#run(
@@ -168,9 +157,7 @@ export class PostgresMetadataStore implements MetadataStore {
 
 			if (tag !== undefined) {
 				await this.#run(
-					`INSERT INTO tags (repository_id, tag, digest, fetched_at, checked_at) VALUES (?, ?, ?, ?, ?)
-					 ON CONFLICT (repository_id, tag) DO UPDATE
-					 SET digest = excluded.digest, fetched_at = excluded.fetched_at, checked_at = excluded.checked_at`,
+					SQL.setTag,
 					[repoId, tag, manifest.digest, now, now],
 					db,
 				);
@@ -179,14 +166,13 @@ export class PostgresMetadataStore implements MetadataStore {
 	}
 
 	async getManifest(digest: string): Promise<ManifestRecord | undefined> {
-		return this.#row<ManifestRecord>('SELECT digest, media_type AS "mediaType", content FROM manifests WHERE digest = ?', [digest]);
+		return this.#row<ManifestRecord>(SQL.manifest, [digest]);
 	}
 
 	async hasRepoManifest(repo: RepoKey, digest: string): Promise<boolean> {
 		return (
 			(await this.#row(
-				`SELECT 1 FROM repository_manifests m JOIN repositories r ON r.id = m.repository_id
-				 WHERE r.registry = ? AND r.name = ? AND m.digest = ?`,
+				SQL.hasRepoManifest,
 				[repo.registry, repo.name, digest],
 			)) !== undefined
 		);
@@ -194,16 +180,14 @@ export class PostgresMetadataStore implements MetadataStore {
 
 	async getRepoManifest(repo: RepoKey, digest: string): Promise<ManifestRecord | undefined> {
 		return this.#row<ManifestRecord>(
-			`SELECT m.digest, m.media_type AS "mediaType", m.content
-			 FROM repository_manifests l JOIN repositories r ON r.id = l.repository_id JOIN manifests m ON m.digest = l.digest
-			 WHERE r.registry = ? AND r.name = ? AND l.digest = ?`,
+			SQL.repoManifest,
 			[repo.registry, repo.name, digest],
 		);
 	}
 
 	async getBlob(digest: string): Promise<BlobRecord | undefined> {
 		const row = await this.#row<{digest: string; size: number; pushed: number; lastAccess: number}>(
-			'SELECT digest, size, pushed, last_access AS "lastAccess" FROM blobs WHERE digest = ?',
+			SQL.blob,
 			[digest],
 		);
 		return row && {...row, pushed: row.pushed === 1};
@@ -211,10 +195,7 @@ export class PostgresMetadataStore implements MetadataStore {
 
 	async getBlobFor(repo: RepoKey, digest: string): Promise<(BlobRecord & {linked: boolean}) | undefined> {
 		const row = await this.#row<{digest: string; size: number; pushed: number; lastAccess: number; linked: boolean}>(
-			`SELECT b.digest, b.size, b.pushed, b.last_access AS "lastAccess",
-				EXISTS (SELECT 1 FROM repository_blobs l JOIN repositories r ON r.id = l.repository_id
-					WHERE r.registry = ? AND r.name = ? AND l.digest = b.digest) AS linked
-			 FROM blobs b WHERE b.digest = ?`,
+			SQL.blobFor,
 			[repo.registry, repo.name, digest],
 		);
 		return row && {...row, pushed: row.pushed === 1};
@@ -223,8 +204,7 @@ export class PostgresMetadataStore implements MetadataStore {
 	async hasRepoBlob(repo: RepoKey, digest: string): Promise<boolean> {
 		return (
 			(await this.#row(
-				`SELECT 1 FROM repository_blobs b JOIN repositories r ON r.id = b.repository_id
-				 WHERE r.registry = ? AND r.name = ? AND b.digest = ?`,
+				SQL.hasRepoBlob,
 				[repo.registry, repo.name, digest],
 			)) !== undefined
 		);
@@ -233,8 +213,7 @@ export class PostgresMetadataStore implements MetadataStore {
 	async registryHasBlob(registry: string, digest: string): Promise<boolean> {
 		return (
 			(await this.#row(
-				`SELECT 1 FROM repository_blobs b JOIN repositories r ON r.id = b.repository_id
-				 WHERE r.registry = ? AND b.digest = ? LIMIT 1`,
+				SQL.registryHasBlob,
 				[registry, digest],
 			)) !== undefined
 		);
@@ -287,16 +266,16 @@ export class PostgresMetadataStore implements MetadataStore {
 	}
 
 	async allBlobDigests(): Promise<string[]> {
-		return (await this.#rows<{digest: string}>('SELECT digest FROM blobs')).map(row => row.digest);
+		return (await this.#rows<{digest: string}>(SQL.allBlobDigests)).map(row => row.digest);
 	}
 
 	async deleteBlobRecord(digest: string): Promise<void> {
-		await this.#run('DELETE FROM blobs WHERE digest = ?', [digest]);
+		await this.#run(SQL.deleteBlob, [digest]);
 	}
 
 	async deleteTag(repo: RepoKey, tag: string): Promise<boolean> {
 		const repoId = await this.#repoId(repo);
-		return repoId !== undefined && (await this.#run('DELETE FROM tags WHERE repository_id = ? AND tag = ?', [repoId, tag])) > 0;
+		return repoId !== undefined && (await this.#run(SQL.deleteTag, [repoId, tag])) > 0;
 	}
 
 	async deleteRepoManifest(repo: RepoKey, digest: string): Promise<boolean> {
@@ -306,16 +285,16 @@ export class PostgresMetadataStore implements MetadataStore {
 		}
 
 		return this.#transaction(async db => {
-			const removed = await this.#run('DELETE FROM repository_manifests WHERE repository_id = ? AND digest = ?', [repoId, digest], db);
-			await this.#run('DELETE FROM tags WHERE repository_id = ? AND digest = ?', [repoId, digest], db);
-			await this.#run('DELETE FROM referrers WHERE repository_id = ? AND digest = ?', [repoId, digest], db);
+			const removed = await this.#run(SQL.unlinkManifest, [repoId, digest], db);
+			await this.#run(SQL.deleteRepoTagsOf, [repoId, digest], db);
+			await this.#run(SQL.deleteRepoReferrer, [repoId, digest], db);
 			return removed > 0;
 		});
 	}
 
 	async unlinkBlob(repo: RepoKey, digest: string): Promise<boolean> {
 		const repoId = await this.#repoId(repo);
-		return repoId !== undefined && (await this.#run('DELETE FROM repository_blobs WHERE repository_id = ? AND digest = ?', [repoId, digest])) > 0;
+		return repoId !== undefined && (await this.#run(SQL.unlinkBlob, [repoId, digest])) > 0;
 	}
 
 	async listRepositories(): Promise<RepoKey[]> {
@@ -339,7 +318,7 @@ export class PostgresMetadataStore implements MetadataStore {
 	}
 
 	async createUpload(upload: {id: string; repo: RepoKey; now: number}): Promise<void> {
-		await this.#run('INSERT INTO uploads (id, registry, name, size, created_at, updated_at) VALUES (?, ?, ?, 0, ?, ?)', [
+		await this.#run(SQL.createUpload, [
 			upload.id,
 			upload.repo.registry,
 			upload.repo.name,
@@ -349,35 +328,27 @@ export class PostgresMetadataStore implements MetadataStore {
 	}
 
 	async getUpload(id: string): Promise<UploadRecord | undefined> {
-		const row = await this.#row<{id: string; registry: string; name: string; size: number; createdAt: number; updatedAt: number}>(
-			'SELECT id, registry, name, size, created_at AS "createdAt", updated_at AS "updatedAt" FROM uploads WHERE id = ?',
-			[id],
-		);
+		const row = await this.#row<UploadRow>(SQL.upload, [id]);
 		return row && toUpload(row);
 	}
 
 	async setUploadSize(id: string, size: number, now: number): Promise<void> {
-		await this.#run('UPDATE uploads SET size = ?, updated_at = ? WHERE id = ?', [size, now, id]);
+		await this.#run(SQL.setUploadSize, [size, now, id]);
 	}
 
 	async deleteUpload(id: string): Promise<void> {
-		await this.#run('DELETE FROM uploads WHERE id = ?', [id]);
+		await this.#run(SQL.deleteUpload, [id]);
 	}
 
 	async uploadsIdleSince(before: number): Promise<UploadRecord[]> {
-		const rows = await this.#rows<{id: string; registry: string; name: string; size: number; createdAt: number; updatedAt: number}>(
-			'SELECT id, registry, name, size, created_at AS "createdAt", updated_at AS "updatedAt" FROM uploads WHERE updated_at < ?',
-			[before],
-		);
-		return rows.map(row => toUpload(row));
+		return (await this.#rows<UploadRow>(SQL.uploadsIdleSince, [before])).map(row => toUpload(row));
 	}
 
 	async putReferrer(repo: RepoKey, subject: string, referrer: ReferrerRecord): Promise<void> {
 		await this.#transaction(async db => {
 			const repoId = await this.#ensureRepo(repo, Date.now(), db);
 			await this.#run(
-				`INSERT INTO referrers (repository_id, subject, digest, media_type, artifact_type, size, annotations)
-				 VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING`,
+				SQL.putReferrer,
 				[
 					repoId,
 					subject,
@@ -398,18 +369,12 @@ export class PostgresMetadataStore implements MetadataStore {
 			return [];
 		}
 
-		const rows = await this.#rows<{digest: string; mediaType: string; artifactType: string | null; size: number; annotations: string | null}>(
+		const rows = await this.#rows<ReferrerRow>(
 			`SELECT digest, media_type AS "mediaType", artifact_type AS "artifactType", size, annotations
 			 FROM referrers WHERE repository_id = ? AND subject = ? ORDER BY digest COLLATE "C"`,
 			[repoId, subject],
 		);
-		return rows.map(row => ({
-			digest: row.digest,
-			mediaType: row.mediaType,
-			size: row.size,
-			...(row.artifactType === null ? {} : {artifactType: row.artifactType}),
-			...(row.annotations === null ? {} : {annotations: JSON.parse(row.annotations) as Record<string, string>}),
-		}));
+		return rows.map(row => toReferrer(row));
 	}
 
 	async #bytes(pushed: 0 | 1): Promise<number> {
@@ -438,13 +403,13 @@ export class PostgresMetadataStore implements MetadataStore {
 	async evictManifest(digest: string): Promise<Array<{digest: string; size: number}>> {
 		return this.#transaction(async db => {
 			const referenced = await this.#rows<{digest: string}>(
-				'SELECT reference_digest AS digest FROM manifest_references WHERE manifest_digest = ?',
+				SQL.references,
 				[digest],
 				db,
 			);
-			await this.#run('DELETE FROM tags WHERE digest = ?', [digest], db);
-			await this.#run('DELETE FROM referrers WHERE digest = ?', [digest], db);
-			await this.#run('DELETE FROM manifests WHERE digest = ? AND pushed = 0', [digest], db); // cascades links and references
+			await this.#run(SQL.deleteTagsOf, [digest], db);
+			await this.#run(SQL.deleteReferrer, [digest], db);
+			await this.#run(SQL.deleteCachedManifest, [digest], db); // cascades links and references
 			if (referenced.length === 0) {
 				return [];
 			}
@@ -461,9 +426,7 @@ export class PostgresMetadataStore implements MetadataStore {
 
 	async unreferencedCachedBlobs(before: number): Promise<Array<{digest: string; size: number}>> {
 		return this.#rows(
-			`SELECT digest, size FROM blobs b WHERE pushed = 0 AND last_access < ?
-			 AND NOT EXISTS (SELECT 1 FROM manifest_references r WHERE r.reference_digest = b.digest)
-			 ORDER BY last_access`,
+			SQL.unreferencedCachedBlobs,
 			[before],
 		);
 	}
@@ -472,8 +435,7 @@ export class PostgresMetadataStore implements MetadataStore {
 		const run = async (db: Queryable) => {
 			const manifests = (
 				await this.#rows<{digest: string}>(
-					`SELECT digest FROM manifests m WHERE last_access < ?
-					 AND NOT EXISTS (SELECT 1 FROM repository_manifests l WHERE l.digest = m.digest)`,
+					SQL.unlinkedManifests,
 					[before],
 					db,
 				)
@@ -483,10 +445,7 @@ export class PostgresMetadataStore implements MetadataStore {
 			}
 
 			const blobs = await this.#rows<{digest: string; size: number}>(
-				`SELECT digest, size FROM blobs b WHERE last_access < ?
-				 AND NOT EXISTS (
-					SELECT 1 FROM manifest_references r JOIN repository_manifests l ON l.digest = r.manifest_digest
-					WHERE r.reference_digest = b.digest)`,
+				SQL.unreachableBlobs,
 				[before],
 				db,
 			);
@@ -541,16 +500,12 @@ export class PostgresMetadataStore implements MetadataStore {
 	}
 }
 
-function toUpload(row: {id: string; registry: string; name: string; size: number; createdAt: number; updatedAt: number}): UploadRecord {
-	return {id: row.id, repo: {registry: row.registry, name: row.name}, size: row.size, createdAt: row.createdAt, updatedAt: row.updatedAt};
-}
-
 /** Applies the migrations this database lacks, one replica at a time. */
 async function migrate(pool: pg.Pool): Promise<void> {
 	const client = await pool.connect();
 	try {
 		await client.query('BEGIN');
-		await client.query('SELECT pg_advisory_xact_lock($1)', [LOCK_KEYS.migrate.toString()]);
+		await client.query('SELECT pg_advisory_xact_lock($1)', [LOCK_KEYS.migrate]);
 		await client.query('CREATE TABLE IF NOT EXISTS mirror_schema (version INTEGER NOT NULL)');
 		const current = ((await client.query('SELECT version FROM mirror_schema')).rows[0] as {version: number} | undefined)?.version;
 		if (current === undefined) {

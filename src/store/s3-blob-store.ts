@@ -41,7 +41,7 @@ import {LRUCache} from 'lru-cache';
 import {getSignedUrl} from '@aws-sdk/s3-request-presigner';
 import {type S3Config} from '../config/load.js';
 import {type Digest} from '../v2/grammar.js';
-import {type BlobStore, type ByteRange, FsTempBlob, type TempBlob} from './blob-store.js';
+import {type BlobStore, type ByteRange, FsTempBlob, type TempBlob, writeSource} from './blob-store.js';
 
 /** Parts of a fill's multipart upload; S3's minimum is 5 MiB. */
 export const PART_SIZE = 8 * 1024 * 1024;
@@ -57,6 +57,8 @@ const PRESIGN_SECONDS = 300;
  */
 const PRESENT_TTL_MS = 30_000;
 const UPLOAD_ID = /^[a-f0-9-]{36}$/;
+/** Connections to the object store: kept alive, many at once (each client read and each fill part is one). */
+export const REQUEST_HANDLER = {connectionTimeout: 5000, socketTimeout: 60_000, httpAgent: {keepAlive: true, maxSockets: 256}};
 
 function isNotFound(error: unknown): boolean {
 	if (error instanceof S3ServiceException) {
@@ -164,7 +166,7 @@ export class S3BlobStore implements BlobStore {
 			// Streamed uploads with the SDK's default checksums need chunked encoding, which Ceph answers with 411.
 			requestChecksumCalculation: 'WHEN_REQUIRED',
 			responseChecksumValidation: 'WHEN_REQUIRED',
-			requestHandler: {connectionTimeout: 5000, socketTimeout: 60_000, httpAgent: {keepAlive: true, maxSockets: 256}},
+			requestHandler: REQUEST_HANDLER,
 			maxAttempts: 3,
 		});
 		this.#bucket = config.bucket;
@@ -341,23 +343,8 @@ export class S3BlobStore implements BlobStore {
 		// The chunk lands in a local file first: S3 wants its length before the first byte.
 		const file = path.join(this.#tmpDir, `upload-${id}-${randomBytes(6).toString('hex')}`);
 		const handle = await open(file, 'w+', 0o600);
-		let length = 0;
-		let failure: Error | undefined;
 		try {
-			try {
-				for await (const chunk of source) {
-					let written = 0;
-					while (written < chunk.length) {
-						written += (await handle.write(chunk, written, chunk.length - written, length + written)).bytesWritten;
-					}
-
-					length += chunk.length;
-					onChunk?.(chunk);
-				}
-			} catch (error) {
-				failure = error instanceof Error ? error : new Error(String(error));
-			}
-
+			const {end: length, error: failure} = await writeSource(handle, 0, source, onChunk);
 			await handle.close();
 			if (length > 0) {
 				// What arrived before a failure is kept: the client resumes after it.

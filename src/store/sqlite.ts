@@ -11,6 +11,7 @@ import {
 	type TagRecord,
 	type UploadRecord,
 } from './metadata.js';
+import {SQL, toReferrer, toTagged, toUpload, type ReferrerRow, type TaggedRow, type UploadRow} from './queries.js';
 
 type Statement = Database.Statement<unknown[], unknown>;
 
@@ -57,7 +58,7 @@ export class SqliteMetadataStore implements MetadataStore {
 	}
 
 	#repoId(repo: RepoKey): number | undefined {
-		const row = this.#statement('SELECT id FROM repositories WHERE registry = ? AND name = ?').get(repo.registry, repo.name) as
+		const row = this.#statement(SQL.repoId).get(repo.registry, repo.name) as
 			| {id: number}
 			| undefined;
 		return row?.id;
@@ -73,35 +74,17 @@ export class SqliteMetadataStore implements MetadataStore {
 	}
 
 	async getTag(repo: RepoKey, tag: string): Promise<TagRecord | undefined> {
-		const row = this.#statement(
-			`SELECT t.digest, t.fetched_at AS fetchedAt, t.checked_at AS checkedAt
-			 FROM tags t JOIN repositories r ON r.id = t.repository_id
-			 WHERE r.registry = ? AND r.name = ? AND t.tag = ?`,
-		).get(repo.registry, repo.name, tag) as TagRecord | undefined;
+		const row = this.#statement(SQL.tag).get(repo.registry, repo.name, tag) as TagRecord | undefined;
 		return row;
 	}
 
 	async getTaggedManifest(repo: RepoKey, tag: string): Promise<(TagRecord & {manifest: ManifestRecord}) | undefined> {
-		const row = this.#statement(
-			`SELECT t.digest, t.fetched_at AS fetchedAt, t.checked_at AS checkedAt, m.media_type AS mediaType, m.content
-			 FROM tags t JOIN repositories r ON r.id = t.repository_id JOIN manifests m ON m.digest = t.digest
-			 WHERE r.registry = ? AND r.name = ? AND t.tag = ?`,
-		).get(repo.registry, repo.name, tag) as (TagRecord & {mediaType: string; content: Buffer}) | undefined;
-		return (
-			row && {
-				digest: row.digest,
-				fetchedAt: row.fetchedAt,
-				checkedAt: row.checkedAt,
-				manifest: {digest: row.digest, mediaType: row.mediaType, content: row.content},
-			}
-		);
+		const row = this.#statement(SQL.taggedManifest).get(repo.registry, repo.name, tag) as TaggedRow | undefined;
+		return row && toTagged(row);
 	}
 
 	async markTagChecked(repo: RepoKey, tag: string, now: number): Promise<void> {
-		this.#statement(
-			`UPDATE tags SET checked_at = ?
-			 WHERE tag = ? AND repository_id = (SELECT id FROM repositories WHERE registry = ? AND name = ?)`,
-		).run(now, tag, repo.registry, repo.name);
+		this.#statement(SQL.markTagChecked).run(now, tag, repo.registry, repo.name);
 	}
 
 	async listTags(repo: RepoKey): Promise<string[]> {
@@ -121,7 +104,7 @@ export class SqliteMetadataStore implements MetadataStore {
 				 VALUES (?, ?, ?, ?, ?, ?, ?)
 				 ON CONFLICT (digest) DO UPDATE SET pushed = MAX(pushed, excluded.pushed), last_access = MAX(last_access, excluded.last_access)`,
 			).run(manifest.digest, manifest.mediaType, manifest.content.length, manifest.content, pushed ? 1 : 0, now, now);
-			this.#statement('INSERT INTO repository_manifests (repository_id, digest) VALUES (?, ?) ON CONFLICT DO NOTHING').run(
+			this.#statement(SQL.linkManifest).run(
 				repoId,
 				manifest.digest,
 			);
@@ -132,17 +115,13 @@ export class SqliteMetadataStore implements MetadataStore {
 			}
 
 			if (tag !== undefined) {
-				this.#statement(
-					`INSERT INTO tags (repository_id, tag, digest, fetched_at, checked_at) VALUES (?, ?, ?, ?, ?)
-					 ON CONFLICT (repository_id, tag) DO UPDATE
-					 SET digest = excluded.digest, fetched_at = excluded.fetched_at, checked_at = excluded.checked_at`,
-				).run(repoId, tag, manifest.digest, now, now);
+				this.#statement(SQL.setTag).run(repoId, tag, manifest.digest, now, now);
 			}
 		}).immediate();
 	}
 
 	async getManifest(digest: string): Promise<ManifestRecord | undefined> {
-		const row = this.#statement('SELECT digest, media_type AS mediaType, content FROM manifests WHERE digest = ?').get(digest) as
+		const row = this.#statement(SQL.manifest).get(digest) as
 			| ManifestRecord
 			| undefined;
 		return row;
@@ -150,19 +129,12 @@ export class SqliteMetadataStore implements MetadataStore {
 
 	async hasRepoManifest(repo: RepoKey, digest: string): Promise<boolean> {
 		return (
-			this.#statement(
-				`SELECT 1 FROM repository_manifests m JOIN repositories r ON r.id = m.repository_id
-				 WHERE r.registry = ? AND r.name = ? AND m.digest = ?`,
-			).get(repo.registry, repo.name, digest) !== undefined
+			this.#statement(SQL.hasRepoManifest).get(repo.registry, repo.name, digest) !== undefined
 		);
 	}
 
 	async getRepoManifest(repo: RepoKey, digest: string): Promise<ManifestRecord | undefined> {
-		return this.#statement(
-			`SELECT m.digest, m.media_type AS mediaType, m.content
-			 FROM repository_manifests l JOIN repositories r ON r.id = l.repository_id JOIN manifests m ON m.digest = l.digest
-			 WHERE r.registry = ? AND r.name = ? AND l.digest = ?`,
-		).get(repo.registry, repo.name, digest) as ManifestRecord | undefined;
+		return this.#statement(SQL.repoManifest).get(repo.registry, repo.name, digest) as ManifestRecord | undefined;
 	}
 
 	async getBlob(digest: string): Promise<BlobRecord | undefined> {
@@ -170,37 +142,26 @@ export class SqliteMetadataStore implements MetadataStore {
 	}
 
 	#getBlob(digest: string): BlobRecord | undefined {
-		const row = this.#statement('SELECT digest, size, pushed, last_access AS lastAccess FROM blobs WHERE digest = ?').get(digest) as
+		const row = this.#statement(SQL.blob).get(digest) as
 			| {digest: string; size: number; pushed: number; lastAccess: number}
 			| undefined;
 		return row && {...row, pushed: row.pushed === 1};
 	}
 
 	async getBlobFor(repo: RepoKey, digest: string): Promise<(BlobRecord & {linked: boolean}) | undefined> {
-		const row = this.#statement(
-			`SELECT b.digest, b.size, b.pushed, b.last_access AS lastAccess,
-				EXISTS (SELECT 1 FROM repository_blobs l JOIN repositories r ON r.id = l.repository_id
-					WHERE r.registry = ? AND r.name = ? AND l.digest = b.digest) AS linked
-			 FROM blobs b WHERE b.digest = ?`,
-		).get(repo.registry, repo.name, digest) as {digest: string; size: number; pushed: number; lastAccess: number; linked: number} | undefined;
+		const row = this.#statement(SQL.blobFor).get(repo.registry, repo.name, digest) as {digest: string; size: number; pushed: number; lastAccess: number; linked: number} | undefined;
 		return row && {...row, pushed: row.pushed === 1, linked: row.linked === 1};
 	}
 
 	async hasRepoBlob(repo: RepoKey, digest: string): Promise<boolean> {
 		return (
-			this.#statement(
-				`SELECT 1 FROM repository_blobs b JOIN repositories r ON r.id = b.repository_id
-				 WHERE r.registry = ? AND r.name = ? AND b.digest = ?`,
-			).get(repo.registry, repo.name, digest) !== undefined
+			this.#statement(SQL.hasRepoBlob).get(repo.registry, repo.name, digest) !== undefined
 		);
 	}
 
 	async registryHasBlob(registry: string, digest: string): Promise<boolean> {
 		return (
-			this.#statement(
-				`SELECT 1 FROM repository_blobs b JOIN repositories r ON r.id = b.repository_id
-				 WHERE r.registry = ? AND b.digest = ? LIMIT 1`,
-			).get(registry, digest) !== undefined
+			this.#statement(SQL.registryHasBlob).get(registry, digest) !== undefined
 		);
 	}
 
@@ -244,16 +205,16 @@ export class SqliteMetadataStore implements MetadataStore {
 	}
 
 	async allBlobDigests(): Promise<string[]> {
-		return (this.#statement('SELECT digest FROM blobs').all() as Array<{digest: string}>).map(row => row.digest);
+		return (this.#statement(SQL.allBlobDigests).all() as Array<{digest: string}>).map(row => row.digest);
 	}
 
 	async deleteBlobRecord(digest: string): Promise<void> {
-		this.#statement('DELETE FROM blobs WHERE digest = ?').run(digest);
+		this.#statement(SQL.deleteBlob).run(digest);
 	}
 
 	async deleteTag(repo: RepoKey, tag: string): Promise<boolean> {
 		const repoId = this.#repoId(repo);
-		return repoId !== undefined && this.#statement('DELETE FROM tags WHERE repository_id = ? AND tag = ?').run(repoId, tag).changes > 0;
+		return repoId !== undefined && this.#statement(SQL.deleteTag).run(repoId, tag).changes > 0;
 	}
 
 	async deleteRepoManifest(repo: RepoKey, digest: string): Promise<boolean> {
@@ -263,9 +224,9 @@ export class SqliteMetadataStore implements MetadataStore {
 		}
 
 		return this.#db.transaction(() => {
-			const removed = this.#statement('DELETE FROM repository_manifests WHERE repository_id = ? AND digest = ?').run(repoId, digest).changes;
-			this.#statement('DELETE FROM tags WHERE repository_id = ? AND digest = ?').run(repoId, digest);
-			this.#statement('DELETE FROM referrers WHERE repository_id = ? AND digest = ?').run(repoId, digest);
+			const removed = this.#statement(SQL.unlinkManifest).run(repoId, digest).changes;
+			this.#statement(SQL.deleteRepoTagsOf).run(repoId, digest);
+			this.#statement(SQL.deleteRepoReferrer).run(repoId, digest);
 			return removed > 0;
 		}).immediate();
 	}
@@ -274,7 +235,7 @@ export class SqliteMetadataStore implements MetadataStore {
 		const repoId = this.#repoId(repo);
 		return (
 			repoId !== undefined &&
-			this.#statement('DELETE FROM repository_blobs WHERE repository_id = ? AND digest = ?').run(repoId, digest).changes > 0
+			this.#statement(SQL.unlinkBlob).run(repoId, digest).changes > 0
 		);
 	}
 
@@ -296,7 +257,7 @@ export class SqliteMetadataStore implements MetadataStore {
 	}
 
 	async createUpload(upload: {id: string; repo: RepoKey; now: number}): Promise<void> {
-		this.#statement('INSERT INTO uploads (id, registry, name, size, created_at, updated_at) VALUES (?, ?, ?, 0, ?, ?)').run(
+		this.#statement(SQL.createUpload).run(
 			upload.id,
 			upload.repo.registry,
 			upload.repo.name,
@@ -306,35 +267,25 @@ export class SqliteMetadataStore implements MetadataStore {
 	}
 
 	async getUpload(id: string): Promise<UploadRecord | undefined> {
-		return this.#getUpload(id);
-	}
-
-	#getUpload(id: string): UploadRecord | undefined {
-		const row = this.#statement(
-			'SELECT id, registry, name, size, created_at AS createdAt, updated_at AS updatedAt FROM uploads WHERE id = ?',
-		).get(id) as {id: string; registry: string; name: string; size: number; createdAt: number; updatedAt: number} | undefined;
-		return row && {id: row.id, repo: {registry: row.registry, name: row.name}, size: row.size, createdAt: row.createdAt, updatedAt: row.updatedAt};
+		const row = this.#statement(SQL.upload).get(id) as UploadRow | undefined;
+		return row && toUpload(row);
 	}
 
 	async setUploadSize(id: string, size: number, now: number): Promise<void> {
-		this.#statement('UPDATE uploads SET size = ?, updated_at = ? WHERE id = ?').run(size, now, id);
+		this.#statement(SQL.setUploadSize).run(size, now, id);
 	}
 
 	async deleteUpload(id: string): Promise<void> {
-		this.#statement('DELETE FROM uploads WHERE id = ?').run(id);
+		this.#statement(SQL.deleteUpload).run(id);
 	}
 
 	async uploadsIdleSince(before: number): Promise<UploadRecord[]> {
-		const rows = this.#statement('SELECT id FROM uploads WHERE updated_at < ?').all(before) as Array<{id: string}>;
-		return rows.map(row => this.#getUpload(row.id)).filter((upload): upload is UploadRecord => upload !== undefined);
+		return (this.#statement(SQL.uploadsIdleSince).all(before) as UploadRow[]).map(row => toUpload(row));
 	}
 
 	async putReferrer(repo: RepoKey, subject: string, referrer: ReferrerRecord): Promise<void> {
 		const repoId = this.#ensureRepo(repo, Date.now());
-		this.#statement(
-			`INSERT INTO referrers (repository_id, subject, digest, media_type, artifact_type, size, annotations)
-			 VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING`,
-		).run(
+		this.#statement(SQL.putReferrer).run(
 			repoId,
 			subject,
 			referrer.digest,
@@ -354,14 +305,8 @@ export class SqliteMetadataStore implements MetadataStore {
 		const rows = this.#statement(
 			`SELECT digest, media_type AS mediaType, artifact_type AS artifactType, size, annotations
 			 FROM referrers WHERE repository_id = ? AND subject = ? ORDER BY digest`,
-		).all(repoId, subject) as Array<{digest: string; mediaType: string; artifactType: string | null; size: number; annotations: string | null}>;
-		return rows.map(row => ({
-			digest: row.digest,
-			mediaType: row.mediaType,
-			size: row.size,
-			...(row.artifactType === null ? {} : {artifactType: row.artifactType}),
-			...(row.annotations === null ? {} : {annotations: JSON.parse(row.annotations) as Record<string, string>}),
-		}));
+		).all(repoId, subject) as ReferrerRow[];
+		return rows.map(row => toReferrer(row));
 	}
 
 	async cachedBytes(): Promise<number> {
@@ -384,12 +329,12 @@ export class SqliteMetadataStore implements MetadataStore {
 
 	async evictManifest(digest: string): Promise<Array<{digest: string; size: number}>> {
 		return this.#db.transaction(() => {
-			const referenced = this.#statement('SELECT reference_digest AS digest FROM manifest_references WHERE manifest_digest = ?').all(
+			const referenced = this.#statement(SQL.references).all(
 				digest,
 			) as Array<{digest: string}>;
-			this.#statement('DELETE FROM tags WHERE digest = ?').run(digest);
-			this.#statement('DELETE FROM referrers WHERE digest = ?').run(digest);
-			this.#statement('DELETE FROM manifests WHERE digest = ? AND pushed = 0').run(digest); // cascades links and references
+			this.#statement(SQL.deleteTagsOf).run(digest);
+			this.#statement(SQL.deleteReferrer).run(digest);
+			this.#statement(SQL.deleteCachedManifest).run(digest); // cascades links and references
 			const removed: Array<{digest: string; size: number}> = [];
 			for (const {digest: blob} of referenced) {
 				const row = this.#statement(
@@ -397,7 +342,7 @@ export class SqliteMetadataStore implements MetadataStore {
 					 AND NOT EXISTS (SELECT 1 FROM manifest_references r WHERE r.reference_digest = b.digest)`,
 				).get(blob) as {size: number} | undefined;
 				if (row) {
-					this.#statement('DELETE FROM blobs WHERE digest = ?').run(blob);
+					this.#statement(SQL.deleteBlob).run(blob);
 					removed.push({digest: blob, size: row.size});
 				}
 			}
@@ -407,21 +352,14 @@ export class SqliteMetadataStore implements MetadataStore {
 	}
 
 	async unreferencedCachedBlobs(before: number): Promise<Array<{digest: string; size: number}>> {
-		return this.#statement(
-			`SELECT digest, size FROM blobs b WHERE pushed = 0 AND last_access < ?
-			 AND NOT EXISTS (SELECT 1 FROM manifest_references r WHERE r.reference_digest = b.digest)
-			 ORDER BY last_access`,
-		).all(before) as Array<{digest: string; size: number}>;
+		return this.#statement(SQL.unreferencedCachedBlobs).all(before) as Array<{digest: string; size: number}>;
 	}
 
 	async collectGarbage(before: number, apply: boolean): Promise<{manifests: string[]; blobs: Array<{digest: string; size: number}>}> {
 		const run = () => {
 			// Mark: manifests some repository links are live, and so is everything they reference.
 			const manifests = (
-				this.#statement(
-					`SELECT digest FROM manifests m WHERE last_access < ?
-					 AND NOT EXISTS (SELECT 1 FROM repository_manifests l WHERE l.digest = m.digest)`,
-				).all(before) as Array<{digest: string}>
+				this.#statement(SQL.unlinkedManifests).all(before) as Array<{digest: string}>
 			).map(row => row.digest);
 			if (apply) {
 				for (const digest of manifests) {
@@ -429,15 +367,10 @@ export class SqliteMetadataStore implements MetadataStore {
 				}
 			}
 
-			const blobs = this.#statement(
-				`SELECT digest, size FROM blobs b WHERE last_access < ?
-				 AND NOT EXISTS (
-					SELECT 1 FROM manifest_references r JOIN repository_manifests l ON l.digest = r.manifest_digest
-					WHERE r.reference_digest = b.digest)`,
-			).all(before) as Array<{digest: string; size: number}>;
+			const blobs = this.#statement(SQL.unreachableBlobs).all(before) as Array<{digest: string; size: number}>;
 			if (apply) {
 				for (const blob of blobs) {
-					this.#statement('DELETE FROM blobs WHERE digest = ?').run(blob.digest);
+					this.#statement(SQL.deleteBlob).run(blob.digest);
 				}
 			}
 
@@ -450,7 +383,7 @@ export class SqliteMetadataStore implements MetadataStore {
 	async deleteBlobRecords(digests: readonly string[]): Promise<void> {
 		this.#db.transaction(() => {
 			for (const digest of digests) {
-				this.#statement('DELETE FROM blobs WHERE digest = ?').run(digest);
+				this.#statement(SQL.deleteBlob).run(digest);
 			}
 		}).immediate();
 	}

@@ -16,8 +16,8 @@ import {randomBytes, randomUUID} from 'node:crypto';
 import {closeSync, openSync} from 'node:fs';
 import {mkdir, readFile, rm, writeFile} from 'node:fs/promises';
 import {join} from 'node:path';
-import {S3Client} from '@aws-sdk/client-s3';
-import {exited, findExecutable, forgetTempDir, freePort, run, type RunResult, tail, tempDir, trackChild, waitFor} from './process.js';
+import {S3Client, type S3ClientConfig} from '@aws-sdk/client-s3';
+import {findExecutable, stopChild, forgetTempDir, freePort, run, type RunResult, tail, tempDir, trackChild, waitFor} from './process.js';
 
 export type Ceph = {
 	/** radosgw's S3 endpoint, like http://127.0.0.1:PORT. */
@@ -69,22 +69,6 @@ function spawnLogged(name: string, binary: string, args: string[], logFile: stri
 		gone: () => child.exitCode !== null || child.signalCode !== null || spawnError !== '',
 		exitReason: () => spawnError || `code ${child.exitCode ?? child.signalCode}`,
 	};
-}
-
-/** SIGTERM by pid, SIGKILL after `graceMs`; resolves on the 'exit' event (a zombie still passes `kill -0`). */
-async function stopDaemon(daemon: LoggedDaemon, graceMs: number): Promise<void> {
-	const {child} = daemon;
-	if (child.exitCode !== null || child.signalCode !== null || child.pid === undefined) {
-		return;
-	}
-
-	const done = exited(child);
-	child.kill('SIGTERM');
-	const timer = setTimeout(() => {
-		child.kill('SIGKILL');
-	}, graceMs);
-	await done;
-	clearTimeout(timer);
 }
 
 async function readTail(file: string, lines = 30): Promise<string> {
@@ -177,7 +161,10 @@ export async function startCeph(): Promise<Ceph> {
 	const stop = async (): Promise<void> => {
 		// radosgw, then the OSD, then the monitor; nothing here needs to survive, so the grace is short.
 		for (const daemon of [...daemons].reverse()) {
-			await stopDaemon(daemon, 2000);
+			if (daemon.child.pid !== undefined) {
+				// By its pid, waiting for 'exit' (a zombie still passes kill -0).
+				await stopChild(daemon.child, 2000);
+			}
 		}
 
 		await rm(dir, {recursive: true, force: true, maxRetries: 3});
@@ -285,8 +272,9 @@ export async function startCeph(): Promise<Ceph> {
  * addressing, and checksums only where an operation requires them (with the
  * SDK's default, streamed uploads use chunked encoding, which radosgw answers with 411).
  */
-export function s3ClientFor(ceph: Ceph): S3Client {
+export function s3ClientFor(ceph: Ceph, more: Partial<S3ClientConfig> = {}): S3Client {
 	return new S3Client({
+		...more,
 		endpoint: ceph.endpoint,
 		region: ceph.region,
 		credentials: {accessKeyId: ceph.accessKey, secretAccessKey: ceph.secretKey},

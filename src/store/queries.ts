@@ -1,0 +1,95 @@
+/**
+ * The statements both metadata drivers run as they are: `?` placeholders
+ * (the PostgreSQL driver numbers them) and quoted camelCase aliases, which
+ * both dialects read the same way. What the dialects spell differently stays
+ * in each driver: upserts that keep the larger value (MAX against GREATEST),
+ * text orderings (PostgreSQL needs COLLATE "C" for byte order), arrays.
+ */
+import {type ManifestRecord, type ReferrerRecord, type TagRecord, type UploadRecord} from './metadata.js';
+
+export const SQL = {
+	repoId: 'SELECT id FROM repositories WHERE registry = ? AND name = ?',
+	tag: `SELECT t.digest, t.fetched_at AS "fetchedAt", t.checked_at AS "checkedAt"
+		FROM tags t JOIN repositories r ON r.id = t.repository_id
+		WHERE r.registry = ? AND r.name = ? AND t.tag = ?`,
+	taggedManifest: `SELECT t.digest, t.fetched_at AS "fetchedAt", t.checked_at AS "checkedAt", m.media_type AS "mediaType", m.content
+		FROM tags t JOIN repositories r ON r.id = t.repository_id JOIN manifests m ON m.digest = t.digest
+		WHERE r.registry = ? AND r.name = ? AND t.tag = ?`,
+	markTagChecked: `UPDATE tags SET checked_at = ?
+		WHERE tag = ? AND repository_id = (SELECT id FROM repositories WHERE registry = ? AND name = ?)`,
+	linkManifest: 'INSERT INTO repository_manifests (repository_id, digest) VALUES (?, ?) ON CONFLICT DO NOTHING',
+	setTag: `INSERT INTO tags (repository_id, tag, digest, fetched_at, checked_at) VALUES (?, ?, ?, ?, ?)
+		ON CONFLICT (repository_id, tag) DO UPDATE
+		SET digest = excluded.digest, fetched_at = excluded.fetched_at, checked_at = excluded.checked_at`,
+	manifest: 'SELECT digest, media_type AS "mediaType", content FROM manifests WHERE digest = ?',
+	hasRepoManifest: `SELECT 1 FROM repository_manifests m JOIN repositories r ON r.id = m.repository_id
+		WHERE r.registry = ? AND r.name = ? AND m.digest = ?`,
+	repoManifest: `SELECT m.digest, m.media_type AS "mediaType", m.content
+		FROM repository_manifests l JOIN repositories r ON r.id = l.repository_id JOIN manifests m ON m.digest = l.digest
+		WHERE r.registry = ? AND r.name = ? AND l.digest = ?`,
+	blob: 'SELECT digest, size, pushed, last_access AS "lastAccess" FROM blobs WHERE digest = ?',
+	blobFor: `SELECT b.digest, b.size, b.pushed, b.last_access AS "lastAccess",
+			EXISTS (SELECT 1 FROM repository_blobs l JOIN repositories r ON r.id = l.repository_id
+				WHERE r.registry = ? AND r.name = ? AND l.digest = b.digest) AS linked
+		FROM blobs b WHERE b.digest = ?`,
+	hasRepoBlob: `SELECT 1 FROM repository_blobs b JOIN repositories r ON r.id = b.repository_id
+		WHERE r.registry = ? AND r.name = ? AND b.digest = ?`,
+	registryHasBlob: `SELECT 1 FROM repository_blobs b JOIN repositories r ON r.id = b.repository_id
+		WHERE r.registry = ? AND b.digest = ? LIMIT 1`,
+	allBlobDigests: 'SELECT digest FROM blobs',
+	deleteBlob: 'DELETE FROM blobs WHERE digest = ?',
+	deleteTag: 'DELETE FROM tags WHERE repository_id = ? AND tag = ?',
+	unlinkManifest: 'DELETE FROM repository_manifests WHERE repository_id = ? AND digest = ?',
+	deleteRepoTagsOf: 'DELETE FROM tags WHERE repository_id = ? AND digest = ?',
+	deleteRepoReferrer: 'DELETE FROM referrers WHERE repository_id = ? AND digest = ?',
+	unlinkBlob: 'DELETE FROM repository_blobs WHERE repository_id = ? AND digest = ?',
+	createUpload: 'INSERT INTO uploads (id, registry, name, size, created_at, updated_at) VALUES (?, ?, ?, 0, ?, ?)',
+	upload: 'SELECT id, registry, name, size, created_at AS "createdAt", updated_at AS "updatedAt" FROM uploads WHERE id = ?',
+	uploadsIdleSince: 'SELECT id, registry, name, size, created_at AS "createdAt", updated_at AS "updatedAt" FROM uploads WHERE updated_at < ?',
+	setUploadSize: 'UPDATE uploads SET size = ?, updated_at = ? WHERE id = ?',
+	deleteUpload: 'DELETE FROM uploads WHERE id = ?',
+	putReferrer: `INSERT INTO referrers (repository_id, subject, digest, media_type, artifact_type, size, annotations)
+		VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING`,
+	references: 'SELECT reference_digest AS digest FROM manifest_references WHERE manifest_digest = ?',
+	deleteTagsOf: 'DELETE FROM tags WHERE digest = ?',
+	deleteReferrer: 'DELETE FROM referrers WHERE digest = ?',
+	deleteCachedManifest: 'DELETE FROM manifests WHERE digest = ? AND pushed = 0',
+	unreferencedCachedBlobs: `SELECT digest, size FROM blobs b WHERE pushed = 0 AND last_access < ?
+		AND NOT EXISTS (SELECT 1 FROM manifest_references r WHERE r.reference_digest = b.digest)
+		ORDER BY last_access`,
+	unlinkedManifests: `SELECT digest FROM manifests m WHERE last_access < ?
+		AND NOT EXISTS (SELECT 1 FROM repository_manifests l WHERE l.digest = m.digest)`,
+	unreachableBlobs: `SELECT digest, size FROM blobs b WHERE last_access < ?
+		AND NOT EXISTS (
+			SELECT 1 FROM manifest_references r JOIN repository_manifests l ON l.digest = r.manifest_digest
+			WHERE r.reference_digest = b.digest)`,
+} as const;
+
+export type TaggedRow = TagRecord & {mediaType: string; content: Buffer};
+
+export function toTagged(row: TaggedRow): TagRecord & {manifest: ManifestRecord} {
+	return {
+		digest: row.digest,
+		fetchedAt: row.fetchedAt,
+		checkedAt: row.checkedAt,
+		manifest: {digest: row.digest, mediaType: row.mediaType, content: row.content},
+	};
+}
+
+export type UploadRow = {id: string; registry: string; name: string; size: number; createdAt: number; updatedAt: number};
+
+export function toUpload(row: UploadRow): UploadRecord {
+	return {id: row.id, repo: {registry: row.registry, name: row.name}, size: row.size, createdAt: row.createdAt, updatedAt: row.updatedAt};
+}
+
+export type ReferrerRow = {digest: string; mediaType: string; artifactType: string | null; size: number; annotations: string | null};
+
+export function toReferrer(row: ReferrerRow): ReferrerRecord {
+	return {
+		digest: row.digest,
+		mediaType: row.mediaType,
+		size: row.size,
+		...(row.artifactType === null ? {} : {artifactType: row.artifactType}),
+		...(row.annotations === null ? {} : {annotations: JSON.parse(row.annotations) as Record<string, string>}),
+	};
+}
