@@ -145,7 +145,7 @@ export class ClusterFills {
 			}
 
 			if (Date.now() > deadline) {
-				throw new RegistryError('UNAVAILABLE', {status: 503, message: 'another replica is fetching this blob; try again', headers: {'Retry-After': '5'}});
+				throw new RegistryError('UNAVAILABLE', {message: 'another replica is fetching this blob; try again', headers: {'Retry-After': '5'}});
 			}
 
 			await coordinator.waitForFill(digest, 100);

@@ -7,7 +7,7 @@
  */
 import {type Context, type Next} from 'koa';
 import {type Logger} from '../log.js';
-import {RegistryError} from '../v2/errors.js';
+import {FrameworkError, RegistryError, TooLargeError} from '../v2/errors.js';
 
 export const API_VERSION_HEADER = 'Docker-Distribution-API-Version';
 
@@ -18,11 +18,11 @@ export function toRegistryError(error: unknown): RegistryError {
 
 	const status = (error as {status?: unknown; expose?: unknown}).status;
 	if (typeof status === 'number' && status === 413) {
-		return new RegistryError('SIZE_INVALID', {status: 413, message: 'request body too large'});
+		return new TooLargeError('SIZE_INVALID', {message: 'request body too large'});
 	}
 
 	if (typeof status === 'number' && status >= 400 && status < 500) {
-		return new RegistryError('UNSUPPORTED', {status, message: (error as Error).message});
+		return new FrameworkError(status, {message: (error as Error).message});
 	}
 
 	return new RegistryError('UNKNOWN', {cause: error});

@@ -1,6 +1,6 @@
 import {type Context} from 'koa';
 import {MAX_MANIFEST_BYTES} from '../v2/manifest.js';
-import {RegistryError} from '../v2/errors.js';
+import {TooLargeError} from '../v2/errors.js';
 import {parseAccept} from '../v2/media-types.js';
 import {parseReference} from '../v2/grammar.js';
 import {type HandlerDeps, location, notify, params, readService, respondEmpty, targetOf, writableTargetOf} from './context.js';
@@ -37,7 +37,7 @@ export function getManifest(deps: HandlerDeps) {
 async function readBody(ctx: Context, limit: number): Promise<Buffer> {
 	const declared = Number(ctx.get('content-length') || Number.NaN);
 	if (declared > limit) {
-		throw new RegistryError('MANIFEST_INVALID', {status: 413, message: `manifest is larger than ${limit} bytes`});
+		throw new TooLargeError('MANIFEST_INVALID', {message: `manifest is larger than ${limit} bytes`});
 	}
 
 	const chunks: Buffer[] = [];
@@ -45,7 +45,7 @@ async function readBody(ctx: Context, limit: number): Promise<Buffer> {
 	for await (const chunk of ctx.req) {
 		total += (chunk as Buffer).length;
 		if (total > limit) {
-			throw new RegistryError('MANIFEST_INVALID', {status: 413, message: `manifest is larger than ${limit} bytes`});
+			throw new TooLargeError('MANIFEST_INVALID', {message: `manifest is larger than ${limit} bytes`});
 		}
 
 		chunks.push(chunk as Buffer);

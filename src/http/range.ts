@@ -9,7 +9,7 @@ export function parseRange(header: string | undefined, size: number): ByteRange 
 
 	const match = /^bytes=(\d*)-(\d*)$/i.exec(header.trim());
 	const unsatisfiable = (reason: string) =>
-		new RegistryError('RANGE_INVALID', {status: 416, message: reason, headers: {'Content-Range': `bytes */${size}`}, detail: {range: header.slice(0, 100)}});
+		new RegistryError('RANGE_INVALID', {message: reason, headers: {'Content-Range': `bytes */${size}`}, detail: {range: header.slice(0, 100)}});
 	if (!match || (match[1] === '' && match[2] === '')) {
 		throw unsatisfiable('malformed Range header (one range, bytes=START-END)');
 	}

@@ -2,7 +2,7 @@
 import {type Context} from 'koa';
 import {type ChunkRange, rangeHeader} from '../local/uploads.js';
 import {type LocalTarget, type Target} from '../namespaces.js';
-import {RegistryError} from '../v2/errors.js';
+import {ChunkRangeError, RegistryError} from '../v2/errors.js';
 import {parseDigest, parseName} from '../v2/grammar.js';
 import {type HandlerDeps, location, notify, params, queryParam, respondEmpty, writableTargetOf} from './context.js';
 
@@ -13,7 +13,7 @@ function parseContentRange(header: string | undefined): ChunkRange | undefined {
 
 	const match = /^(?:bytes )?(\d+)-(\d+)(?:\/(?:\d+|\*))?$/.exec(header.trim());
 	if (!match || Number(match[2]) < Number(match[1])) {
-		throw new RegistryError('BLOB_UPLOAD_INVALID', {status: 416, message: 'malformed Content-Range (expected START-END)', detail: {contentRange: header.slice(0, 100)}});
+		throw new ChunkRangeError({message: 'malformed Content-Range (expected START-END)', detail: {contentRange: header.slice(0, 100)}});
 	}
 
 	return {start: Number(match[1]), end: Number(match[2])};

@@ -9,8 +9,10 @@
 import {createHash, randomUUID, type Hash} from 'node:crypto';
 import {type Logger} from '../log.js';
 import {type BlobStore} from '../store/blob-store.js';
+import {HashingWriter, hashOf} from '../store/hashing.js';
+import {KeyedQueue} from '../util/single-flight.js';
 import {type MetadataStore, type RepoKey, type UploadRecord} from '../store/metadata.js';
-import {RegistryError} from '../v2/errors.js';
+import {ChunkRangeError, RegistryError} from '../v2/errors.js';
 import {type Digest} from '../v2/grammar.js';
 
 export const UPLOAD_IDLE_TTL_MS = 24 * 60 * 60 * 1000;
@@ -22,7 +24,8 @@ type HashState = {hash: Hash; offset: number};
 
 export class UploadService {
 	readonly #hashes = new Map<string, HashState>();
-	readonly #locks = new Map<string, Promise<unknown>>();
+	/** One request at a time per session: chunks must land in order. */
+	readonly #sessions = new KeyedQueue<string>();
 	readonly #now: () => number;
 
 	constructor(
@@ -67,14 +70,13 @@ export class UploadService {
 
 	/** Appends a chunk (PATCH). With a range, it must start where the session ends. */
 	async append(repo: RepoKey, id: string, body: AsyncIterable<Uint8Array>, range?: ChunkRange): Promise<UploadRecord> {
-		return this.#exclusive(id, async () => this.#append(repo, id, body, range));
+		return this.#sessions.run(id, async () => this.#append(repo, id, body, range));
 	}
 
 	async #append(repo: RepoKey, id: string, body: AsyncIterable<Uint8Array>, range?: ChunkRange): Promise<UploadRecord> {
 		const upload = await this.status(repo, id);
 		if (range && range.start !== upload.size) {
-			throw new RegistryError('BLOB_UPLOAD_INVALID', {
-				status: 416,
+			throw new ChunkRangeError({
 				message: `chunk starts at ${range.start} but the upload has ${upload.size} bytes`,
 				headers: {Range: rangeHeader(upload.size), 'Docker-Upload-UUID': id},
 			});
@@ -98,7 +100,6 @@ export class UploadService {
 
 		if (range && result.size - upload.size !== range.end - range.start + 1) {
 			throw new RegistryError('BLOB_UPLOAD_INVALID', {
-				status: 400,
 				message: `Content-Range announced ${range.end - range.start + 1} bytes but ${result.size - upload.size} arrived`,
 			});
 		}
@@ -108,15 +109,15 @@ export class UploadService {
 
 	/** Completes the upload (PUT ?digest=), with an optional last chunk. */
 	async finish(repo: RepoKey, id: string, digest: Digest, body: AsyncIterable<Uint8Array> | undefined, range?: ChunkRange): Promise<number> {
-		return this.#exclusive(id, async () => {
+		return this.#sessions.run(id, async () => {
 			let upload = await this.status(repo, id);
 			if (body) {
 				upload = await this.#append(repo, id, body, range);
 			}
 
 			const actual = await this.#digestOf(id, upload.size, digest.algorithm);
-			if (actual !== digest.hex) {
-				throw new RegistryError('DIGEST_INVALID', {detail: {expected: digest.value, actual: `${digest.algorithm}:${actual}`}});
+			if (actual !== digest.value) {
+				throw new RegistryError('DIGEST_INVALID', {detail: {expected: digest.value, actual}});
 			}
 
 			await this.blobs.commitUpload(id, digest);
@@ -128,7 +129,7 @@ export class UploadService {
 	}
 
 	async cancel(repo: RepoKey, id: string): Promise<void> {
-		await this.#exclusive(id, async () => {
+		await this.#sessions.run(id, async () => {
 			await this.status(repo, id);
 			await this.#remove(id);
 		});
@@ -136,24 +137,22 @@ export class UploadService {
 
 	/** A whole blob in one request (POST ?digest= or a single PUT). */
 	async monolithic(repo: RepoKey, digest: Digest, body: AsyncIterable<Uint8Array>): Promise<number> {
-		const temp = await this.blobs.createTemp(digest);
+		const writer = new HashingWriter(await this.blobs.createTemp(digest), digest);
 		try {
-			const hash = createHash(digest.algorithm);
 			for await (const chunk of body) {
-				hash.update(chunk);
-				await temp.append(chunk);
+				await writer.write(chunk);
 			}
 
-			const actual = hash.digest('hex');
-			if (actual !== digest.hex) {
-				throw new RegistryError('DIGEST_INVALID', {detail: {expected: digest.value, actual: `${digest.algorithm}:${actual}`}});
+			const actual = writer.actual();
+			if (actual !== digest.value) {
+				throw new RegistryError('DIGEST_INVALID', {detail: {expected: digest.value, actual}});
 			}
 
-			await temp.commit(digest);
-			await this.metadata.putBlob(repo, {digest: digest.value, size: temp.written, pushed: true, now: this.#now()});
-			return temp.written;
+			await writer.temp.commit(digest);
+			await this.metadata.putBlob(repo, {digest: digest.value, size: writer.written, pushed: true, now: this.#now()});
+			return writer.written;
 		} finally {
-			await temp.discard();
+			await writer.temp.discard();
 		}
 	}
 
@@ -161,14 +160,14 @@ export class UploadService {
 	async sweep(maxIdleMs = UPLOAD_IDLE_TTL_MS): Promise<number> {
 		let removed = 0;
 		for (const upload of await this.metadata.uploadsIdleSince(this.#now() - maxIdleMs)) {
-			if (!this.#locks.has(upload.id)) {
+			if (!this.#sessions.busy(upload.id)) {
 				await this.#remove(upload.id);
 				removed++;
 			}
 		}
 
 		for (const id of await this.blobs.listUploads()) {
-			if (!(await this.metadata.getUpload(id)) && !this.#locks.has(id)) {
+			if (!(await this.metadata.getUpload(id)) && !this.#sessions.busy(id)) {
 				await this.blobs.deleteUpload(id);
 				removed++;
 			}
@@ -190,29 +189,10 @@ export class UploadService {
 	async #digestOf(id: string, size: number, algorithm: Digest['algorithm']): Promise<string> {
 		const state = this.#hashes.get(id);
 		if (algorithm === 'sha256' && state?.offset === size) {
-			return state.hash.copy().digest('hex');
+			return `sha256:${state.hash.copy().digest('hex')}`;
 		}
 
-		const hash = createHash(algorithm);
-		for await (const chunk of this.blobs.readUpload(id)) {
-			hash.update(chunk as Buffer);
-		}
-
-		return hash.digest('hex');
-	}
-
-	/** One request at a time per session: chunks must land in order. */
-	async #exclusive<T>(id: string, task: () => Promise<T>): Promise<T> {
-		const previous = this.#locks.get(id) ?? Promise.resolve();
-		const run = previous.catch(() => undefined).then(task);
-		const settled = run.catch(() => undefined);
-		this.#locks.set(id, settled);
-		void settled.then(() => {
-			if (this.#locks.get(id) === settled) {
-				this.#locks.delete(id);
-			}
-		});
-		return run;
+		return hashOf(this.blobs.readUpload(id), algorithm);
 	}
 }
 

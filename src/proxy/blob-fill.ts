@@ -15,7 +15,7 @@ import {EventEmitter} from 'node:events';
 import {Readable} from 'node:stream';
 import {type BlobStore, type ByteRange, type TempBlob} from '../store/blob-store.js';
 import {type Digest} from '../v2/grammar.js';
-import {RegistryError} from '../v2/errors.js';
+import {UpstreamError} from '../v2/errors.js';
 
 export type FillSource = {size: number | undefined; body: AsyncIterable<Uint8Array> & {destroy(error?: Error): void}};
 
@@ -108,23 +108,21 @@ export class Fill extends EventEmitter {
 				hooks.onChunk?.(chunk.length);
 				await this.temp.append(chunk);
 				if (this.size !== undefined && this.temp.written > this.size) {
-					throw new RegistryError('BLOB_UNKNOWN', {status: 502, message: 'upstream sent more bytes than it announced'});
+					throw new UpstreamError('BLOB_UNKNOWN', {message: 'upstream sent more bytes than it announced'});
 				}
 
 				this.emit('progress');
 			}
 
 			if (this.size !== undefined && this.temp.written !== this.size) {
-				throw new RegistryError('BLOB_UNKNOWN', {
-					status: 502,
+				throw new UpstreamError('BLOB_UNKNOWN', {
 					message: `upstream sent ${this.temp.written} of ${this.size} bytes`,
 				});
 			}
 
 			const actual = hash.digest('hex');
 			if (actual !== this.digest.hex) {
-				throw new RegistryError('DIGEST_INVALID', {
-					status: 502,
+				throw new UpstreamError('DIGEST_INVALID', {
 					message: 'upstream content does not match its digest',
 					detail: {expected: this.digest.value, actual: `${this.digest.algorithm}:${actual}`},
 				});

@@ -8,11 +8,11 @@ import {type AccessRecorder} from '../store/access.js';
 import {type BlobStore} from '../store/blob-store.js';
 import {type MetadataStore} from '../store/metadata.js';
 import {type UpstreamClient, pullScope} from '../upstream/client.js';
-import {RegistryError} from '../v2/errors.js';
+import {RegistryError, isUpstreamFailure} from '../v2/errors.js';
 import {type Digest} from '../v2/grammar.js';
 import {type ClusterFills} from '../cluster/fills.js';
 import {type Fill, type FillRegistry, type FillSource} from './blob-fill.js';
-import {checkUpstreamStatus, isUpstreamFailure} from './upstream-status.js';
+import {checkUpstreamStatus} from './upstream-status.js';
 
 export type ProxyBlobDeps = {
 	metadata: MetadataStore;

@@ -11,12 +11,12 @@ import {type ManifestResult} from '../services.js';
 import {type AccessRecorder} from '../store/access.js';
 import {type ManifestRecord, type MetadataStore, type TagRecord} from '../store/metadata.js';
 import {type UpstreamClient, pullScope} from '../upstream/client.js';
-import {RegistryError} from '../v2/errors.js';
+import {RegistryError, UpstreamError, isUpstreamFailure} from '../v2/errors.js';
 import {type Digest, type Reference} from '../v2/grammar.js';
 import {MANIFEST_ACCEPT, detectManifestType} from '../v2/media-types.js';
 import {MAX_MANIFEST_BYTES, manifestReferences} from '../v2/manifest.js';
 import {type Logger} from '../log.js';
-import {checkUpstreamStatus, isUpstreamFailure} from './upstream-status.js';
+import {checkUpstreamStatus} from './upstream-status.js';
 
 type TaggedManifest = TagRecord & {manifest: ManifestRecord};
 type Fetched = {manifest: ManifestRecord; references: string[]};
@@ -176,31 +176,31 @@ export class ProxyManifests {
 		checkUpstreamStatus(response.status, target, () => this.#unknown(target));
 		const content = response.body;
 		if (content.length > MAX_MANIFEST_BYTES) {
-			throw new RegistryError('MANIFEST_INVALID', {status: 502, message: 'upstream manifest is larger than 4 MiB'});
+			throw new UpstreamError('MANIFEST_INVALID', {message: 'upstream manifest is larger than 4 MiB'});
 		}
 
 		const algorithm = expected?.algorithm ?? 'sha256';
 		const digest = `${algorithm}:${createHash(algorithm).update(content).digest('hex')}`;
 		const announced = response.headers['docker-content-digest'];
 		if (expected && digest !== expected.value) {
-			throw new RegistryError('DIGEST_INVALID', {status: 502, message: 'upstream manifest does not match the requested digest', detail: {expected: expected.value, actual: digest}});
+			throw new UpstreamError('DIGEST_INVALID', {message: 'upstream manifest does not match the requested digest', detail: {expected: expected.value, actual: digest}});
 		}
 
 		if (!expected && typeof announced === 'string' && announced.startsWith('sha256:') && announced !== digest) {
-			throw new RegistryError('DIGEST_INVALID', {status: 502, message: 'upstream manifest does not match its Docker-Content-Digest', detail: {announced, actual: digest}});
+			throw new UpstreamError('DIGEST_INVALID', {message: 'upstream manifest does not match its Docker-Content-Digest', detail: {announced, actual: digest}});
 		}
 
 		let parsed: unknown;
 		try {
 			parsed = JSON.parse(content.toString('utf8'));
 		} catch {
-			throw new RegistryError('MANIFEST_INVALID', {status: 502, message: 'upstream manifest is not JSON'});
+			throw new UpstreamError('MANIFEST_INVALID', {message: 'upstream manifest is not JSON'});
 		}
 
 		const headerType = String(response.headers['content-type'] ?? '').split(';')[0]!.trim();
 		const mediaType = detectManifestType(parsed) ?? headerType;
 		if (!mediaType) {
-			throw new RegistryError('MANIFEST_INVALID', {status: 502, message: 'upstream manifest has no media type'});
+			throw new UpstreamError('MANIFEST_INVALID', {message: 'upstream manifest has no media type'});
 		}
 
 		return {manifest: {digest, mediaType, content}, references: manifestReferences(parsed)};

@@ -3,14 +3,14 @@ import {type CachedTarget} from '../namespaces.js';
 import {type BlobResult, type ManifestResult, type ReadService, type TagList, type TagPage} from '../services.js';
 import {type MetadataStore} from '../store/metadata.js';
 import {type UpstreamClient, pullScope} from '../upstream/client.js';
-import {RegistryError} from '../v2/errors.js';
+import {RegistryError, isUpstreamFailure} from '../v2/errors.js';
 import {type Digest, type Reference, parseDigest} from '../v2/grammar.js';
 import {indexChildren} from '../v2/manifest.js';
 import {accepts, isIndexType} from '../v2/media-types.js';
 import {paginate} from '../v2/pagination.js';
 import {type ProxyBlobs} from './blobs.js';
 import {type ProxyManifests} from './manifests.js';
-import {checkUpstreamStatus, isUpstreamFailure} from './upstream-status.js';
+import {checkUpstreamStatus} from './upstream-status.js';
 
 export class ProxyService implements ReadService<CachedTarget> {
 	constructor(

@@ -4,7 +4,7 @@
  * client throws them (TOOMANYREQUESTS, UNAVAILABLE) after its retries.
  */
 import {type CachedTarget} from '../namespaces.js';
-import {RegistryError} from '../v2/errors.js';
+import {RegistryError, UpstreamError} from '../v2/errors.js';
 
 /** Throws the V2 error for a non-200 upstream status; `notFound` is the error for a 404. */
 export function checkUpstreamStatus(status: number, target: CachedTarget, notFound: () => RegistryError): void {
@@ -23,10 +23,5 @@ export function checkUpstreamStatus(status: number, target: CachedTarget, notFou
 		});
 	}
 
-	throw new RegistryError('UNAVAILABLE', {status: 502, message: `upstream ${target.upstream.name} answered ${status}`});
-}
-
-/** Errors that mean "the upstream could not answer", as opposed to an authoritative answer like 404. */
-export function isUpstreamFailure(error: unknown): boolean {
-	return error instanceof RegistryError && (error.code === 'UNAVAILABLE' || error.code === 'TOOMANYREQUESTS');
+	throw new UpstreamError('UNAVAILABLE', {message: `upstream ${target.upstream.name} answered ${status}`});
 }

@@ -5,11 +5,11 @@
  * what nothing references, and never what was touched within the grace
  * period (a push whose manifest is not up yet, a fill that just landed).
  */
-import {createHash} from 'node:crypto';
 import {type Logger} from '../log.js';
 import {type Digest, parseDigest} from '../v2/grammar.js';
 import {type AccessRecorder} from './access.js';
 import {type BlobStore} from './blob-store.js';
+import {hashOf} from './hashing.js';
 import {type MetadataStore} from './metadata.js';
 
 export const GC_GRACE_MS = 60 * 60 * 1000;
@@ -110,13 +110,8 @@ export class Maintenance {
 
 			onDisk.add(digest.value);
 			options.onProgress?.(digest.value);
-			const hash = createHash(digest.algorithm);
-			for await (const chunk of this.blobs.createReadStream(digest)) {
-				hash.update(chunk as Buffer);
-			}
-
+			const actual = await hashOf(this.blobs.createReadStream(digest), digest.algorithm);
 			report.checked++;
-			const actual = `${digest.algorithm}:${hash.digest('hex')}`;
 			if (actual !== digest.value) {
 				report.bad.push({digest: digest.value, actual});
 			} else if (!(await this.metadata.getBlob(digest.value))) {

@@ -11,7 +11,7 @@ import got, {type Got, type Request as GotRequest, type Response as GotResponse,
 import {LRUCache} from 'lru-cache';
 import {setTimeout as delay} from 'node:timers/promises';
 import {type UpstreamConfig} from '../config/load.js';
-import {RegistryError} from '../v2/errors.js';
+import {RegistryError, UpstreamError} from '../v2/errors.js';
 import {parseWwwAuthenticate, type Challenge} from './www-authenticate.js';
 import {sameSite} from './site.js';
 import {CircuitBreaker} from './breaker.js';
@@ -139,8 +139,7 @@ export class UpstreamClient {
 	#gate(): void {
 		if (!this.breaker.allow()) {
 			throw new RegistryError('UNAVAILABLE', {
-				status: 503,
-				message: `upstream ${this.name} is failing; not asking it again for ${Math.ceil(this.breaker.retryInMs() / 1000)}s`,
+								message: `upstream ${this.name} is failing; not asking it again for ${Math.ceil(this.breaker.retryInMs() / 1000)}s`,
 				detail: {upstream: this.name, circuit: 'open'},
 			});
 		}
@@ -245,8 +244,7 @@ export class UpstreamClient {
 		}
 
 		if (status >= 500) {
-			throw new RegistryError('UNAVAILABLE', {
-				status: 502,
+			throw new UpstreamError('UNAVAILABLE', {
 				message: `upstream ${this.name} answered ${status}`,
 				detail: {upstream: this.name, status},
 			});
@@ -259,8 +257,7 @@ export class UpstreamClient {
 		}
 
 		const code = error instanceof RequestError ? error.code : (error as NodeJS.ErrnoException | undefined)?.code;
-		return new RegistryError('UNAVAILABLE', {
-			status: 502,
+		return new UpstreamError('UNAVAILABLE', {
 			message: `upstream ${this.name} unreachable`,
 			detail: {upstream: this.name, error: code ?? String(error)},
 			cause: error,
@@ -360,8 +357,7 @@ export class UpstreamClient {
 
 		this.#events.onRequest?.(this.name, 'GET', 'token', response.statusCode);
 		if (response.statusCode !== 200) {
-			throw new RegistryError('UNAVAILABLE', {
-				status: 502,
+			throw new UpstreamError('UNAVAILABLE', {
 				message: `token server of upstream ${this.name} answered ${response.statusCode}`,
 				detail: {upstream: this.name, status: response.statusCode},
 			});
@@ -371,12 +367,12 @@ export class UpstreamClient {
 		try {
 			body = JSON.parse(response.body.toString('utf8')) as TokenResponse;
 		} catch {
-			throw new RegistryError('UNAVAILABLE', {status: 502, message: `token server of upstream ${this.name} sent invalid JSON`});
+			throw new UpstreamError('UNAVAILABLE', {message: `token server of upstream ${this.name} sent invalid JSON`});
 		}
 
 		const token = body.token ?? body.access_token;
 		if (typeof token !== 'string' || token.length === 0) {
-			throw new RegistryError('UNAVAILABLE', {status: 502, message: `token server of upstream ${this.name} sent no token`});
+			throw new UpstreamError('UNAVAILABLE', {message: `token server of upstream ${this.name} sent no token`});
 		}
 
 		const lifetimeMs = (typeof body.expires_in === 'number' && body.expires_in > 0 ? body.expires_in : DEFAULT_TOKEN_TTL_S) * 1000;
