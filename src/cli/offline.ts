@@ -4,23 +4,26 @@
  * to a running server.
  */
 import {type Config} from '../config/load.js';
-import {silentLogger} from '../log.js';
+import {silentLogger} from '../util/log.js';
 import {type Coordinator} from '../cluster/coordinator.js';
 import {Maintenance} from '../store/maintenance.js';
 import {type MetadataStore} from '../store/metadata.js';
 import {openStores} from '../store/open.js';
-import {clientName} from '../namespaces.js';
+import {openCoordinator} from '../compose/registry.js';
+import {clientName} from '../service/namespaces.js';
 
 type Stores = {metadata: MetadataStore; maintenance: Maintenance; coordinator?: Coordinator};
 
 /** Opens the stores of `config`, runs `use`, and closes them again. */
 async function withStores<T>(config: Config, use: (stores: Stores) => T | Promise<T>): Promise<T> {
-	const stores = await openStores(config, silentLogger(), {offline: true});
+	const stores = await openStores(config, {offline: true});
+	const coordinator = await openCoordinator(config, stores.postgres, silentLogger(), {offline: true});
 	const maintenance = new Maintenance(stores.metadata, stores.blobs, undefined, silentLogger(), config.storage.maxSize);
 	try {
 		// With PostgreSQL, GC and verification wait for any replica's maintenance run to end, and hold off the next.
-		return await use({metadata: stores.metadata, maintenance, coordinator: stores.coordinator});
+		return await use({metadata: stores.metadata, maintenance, coordinator});
 	} finally {
+		await coordinator?.close();
 		await stores.close();
 	}
 }

@@ -2,10 +2,11 @@
 import {createServer as createHttpServer, type Server} from 'node:http';
 import {createServer as createHttpsServer} from 'node:https';
 import {readFileSync} from 'node:fs';
-import {createApp, openRegistry} from '../app.js';
+import {openRegistry} from '../compose/registry.js';
+import {createApp} from '../http/app.js';
 import {type Config} from '../config/load.js';
-import {createLogger} from '../log.js';
-import {advertiseUrl} from '../store/open.js';
+import {createLogger} from '../util/log.js';
+import {advertiseUrl} from '../cluster/coordinator.js';
 
 export async function serve(config: Config): Promise<void> {
 	const log = createLogger(process.env['LOG_LEVEL'] ?? config.logLevel);

@@ -12,12 +12,15 @@
  *   leader for that run.
  */
 import {createHash} from 'node:crypto';
+import {hostname} from 'node:os';
 import pg from 'pg';
-import {type Logger} from '../log.js';
-import {LOCK_KEYS} from '../store/postgres.js';
+import {type Config} from '../config/load.js';
+import {type Logger} from '../util/log.js';
 import {type Digest} from '../v2/grammar.js';
 
 const CHANNEL = 'mirror_fills';
+/** The advisory lock one maintenance run holds ('mirror' and a number; the PostgreSQL driver's migration lock is 1, fill locks are per digest). */
+const MAINTENANCE_LOCK_KEY = 0x6d_69_72_72_6f_72_03n.toString();
 
 function fillKey(digest: Digest): string {
 	return BigInt.asIntN(64, BigInt(`0x${digest.hex.slice(0, 16)}`)).toString();
@@ -168,10 +171,10 @@ export class Coordinator {
 		const client = await this.pool.connect();
 		try {
 			if (options.wait) {
-				await client.query('SELECT pg_advisory_lock($1::bigint)', [LOCK_KEYS.maintenance]);
+				await client.query('SELECT pg_advisory_lock($1::bigint)', [MAINTENANCE_LOCK_KEY]);
 			} else {
 				const {rows} = await client.query<{locked: boolean}>('SELECT pg_try_advisory_lock($1::bigint) AS locked', [
-					LOCK_KEYS.maintenance,
+					MAINTENANCE_LOCK_KEY,
 				]);
 				if (!rows[0]?.locked) {
 					return undefined;
@@ -181,7 +184,7 @@ export class Coordinator {
 			try {
 				return await task();
 			} finally {
-				await client.query('SELECT pg_advisory_unlock($1::bigint)', [LOCK_KEYS.maintenance]);
+				await client.query('SELECT pg_advisory_unlock($1::bigint)', [MAINTENANCE_LOCK_KEY]);
 			}
 		} finally {
 			client.release();
@@ -204,4 +207,14 @@ export class Coordinator {
 		this.#held.clear();
 		await client?.end().catch(() => undefined);
 	}
+}
+
+/** Where other replicas reach this one: `cluster.advertise_url`, else derived from `listen` (and the port it got). */
+export function advertiseUrl(config: Config, port = config.listen.port): string {
+	if (config.advertiseUrl) {
+		return config.advertiseUrl;
+	}
+
+	const host = ['0.0.0.0', '::', ''].includes(config.listen.host) ? hostname() : config.listen.host;
+	return `${config.tls ? 'https' : 'http'}://${host.includes(':') ? `[${host}]` : host}:${port}`;
 }

@@ -2,7 +2,6 @@ import {readFileSync, existsSync} from 'node:fs';
 import path from 'node:path';
 import {parse as parseYaml, YAMLParseError} from 'yaml';
 import {type z} from 'zod';
-import {type EndpointConfig} from '../notify.js';
 import {configSchema} from './schema.js';
 
 export type UpstreamConfig = {
@@ -44,6 +43,19 @@ export type Config = {
 	upstreams: Map<string, UpstreamConfig>;
 	namespaces: NamespaceRule[];
 	notifications: EndpointConfig[];
+};
+
+export type EventAction = 'push' | 'pull' | 'delete';
+
+/** A webhook endpoint under `notifications`: events are POSTed there as the reference registry does. */
+export type EndpointConfig = {
+	name: string;
+	url: string;
+	headers: Record<string, string>;
+	timeoutMs: number;
+	backoffMs: number;
+	maxAttempts: number;
+	events: EventAction[];
 };
 
 /** One line, naming the key: what a person sees when start-up fails. */

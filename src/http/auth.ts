@@ -9,7 +9,8 @@
  * what Docker, containerd, podman and skopeo do: anonymously for pulls, with
  * their login for pushes and for `docker login`, which checks credentials there.
  */
-import {type Context, type Next} from 'koa';
+import {type Next} from 'koa';
+import {type MirrorContext} from './state.js';
 import {type Htpasswd, parseBasic} from '../auth/htpasswd.js';
 import {type Grant, type TokenIssuer} from '../auth/tokens.js';
 import {RegistryError} from '../v2/errors.js';
@@ -24,12 +25,12 @@ export type AuthOptions = {
 	publicUrl: string;
 };
 
-function realm(ctx: Context, options: AuthOptions): string {
+function realm(ctx: MirrorContext, options: AuthOptions): string {
 	const base = options.publicUrl || `${ctx.protocol}://${ctx.host}`;
 	return `${base}${options.prefix}/auth/token`;
 }
 
-function challenge(ctx: Context, options: AuthOptions, scope?: string): string {
+function challenge(ctx: MirrorContext, options: AuthOptions, scope?: string): string {
 	return `Bearer realm="${realm(ctx, options)}",service="${SERVICE}"${scope ? `,scope="${scope}"` : ''}`;
 }
 
@@ -39,7 +40,7 @@ function scopeOf(path: string, apiRoot: string, write: boolean): string | undefi
 	return match ? `repository:${match[1]}:${write ? 'pull,push' : 'pull'}` : undefined;
 }
 
-async function identify(ctx: Context, options: AuthOptions): Promise<Grant | 'anonymous' | 'invalid'> {
+async function identify(ctx: MirrorContext, options: AuthOptions): Promise<Grant | 'anonymous' | 'invalid'> {
 	const header = ctx.get('authorization');
 	if (!header) {
 		return 'anonymous';
@@ -59,7 +60,7 @@ async function identify(ctx: Context, options: AuthOptions): Promise<Grant | 'an
 
 /** GET PREFIX/auth/token?service=&scope=: a token for what the caller may do. */
 export function tokenEndpoint(options: AuthOptions) {
-	return async (ctx: Context): Promise<void> => {
+	return async (ctx: MirrorContext): Promise<void> => {
 		const who = await identify(ctx, options);
 		if (who === 'invalid') {
 			throw new RegistryError('UNAUTHORIZED', {
@@ -91,7 +92,7 @@ export function tokenEndpoint(options: AuthOptions) {
 export function authMiddleware(options: AuthOptions) {
 	const apiRoot = `${options.prefix}/v2`;
 	const escapedRoot = apiRoot.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&');
-	return async (ctx: Context, next: Next): Promise<void> => {
+	return async (ctx: MirrorContext, next: Next): Promise<void> => {
 		const isRead = ctx.method === 'GET' || ctx.method === 'HEAD';
 		const isBase = ctx.path === apiRoot || ctx.path === `${apiRoot}/`;
 		const who = await identify(ctx, options);
@@ -115,18 +116,18 @@ export function authMiddleware(options: AuthOptions) {
 			throw refuse('authentication required');
 		}
 
-		ctx.state['user'] = who === 'anonymous' ? null : who.user;
+		ctx.state.user = who === 'anonymous' ? null : who.user;
 		await next();
 	};
 }
 
 /** Pages for people (the dashboard): a Basic challenge a browser can answer, unless pulls are anonymous. */
 export function browserAuth(options: Pick<AuthOptions, 'htpasswd' | 'anonymousPull'>) {
-	return async (ctx: Context, next: () => Promise<void>): Promise<void> => {
+	return async (ctx: MirrorContext, next: () => Promise<void>): Promise<void> => {
 		const credentials = parseBasic(ctx.get('authorization'));
 		const valid = credentials !== undefined && (await options.htpasswd.verify(credentials.user, credentials.password));
 		if (valid || (options.anonymousPull && !ctx.get('authorization'))) {
-			ctx.state['user'] = valid ? credentials.user : null;
+			ctx.state.user = valid ? credentials.user : null;
 			await next();
 			return;
 		}

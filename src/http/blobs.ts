@@ -1,14 +1,14 @@
-import {type Context} from 'koa';
+import {type MirrorContext} from './state.js';
 import {type Digest, parseDigest} from '../v2/grammar.js';
 import {type HandlerDeps, notify, params, readService, respondEmpty, targetOf, writableTargetOf} from './context.js';
 import {parseRange} from './range.js';
 
-function digestParam(ctx: Context): Digest {
+function digestParam(ctx: MirrorContext): Digest {
 	return parseDigest(params(ctx)['digest'] ?? '');
 }
 
 /** What a HEAD and a GET of a blob both say about it. */
-function blobHeaders(ctx: Context, digest: Digest): void {
+function blobHeaders(ctx: MirrorContext, digest: Digest): void {
 	ctx.set('Content-Type', 'application/octet-stream');
 	ctx.set('Docker-Content-Digest', digest.value);
 	ctx.set('Accept-Ranges', 'bytes');
@@ -16,7 +16,7 @@ function blobHeaders(ctx: Context, digest: Digest): void {
 }
 
 export function headBlob(deps: HandlerDeps) {
-	return async (ctx: Context): Promise<void> => {
+	return async (ctx: MirrorContext): Promise<void> => {
 		const target = targetOf(ctx, deps);
 		const digest = digestParam(ctx);
 		const size = await readService(deps, target).statBlob(target, digest);
@@ -27,7 +27,7 @@ export function headBlob(deps: HandlerDeps) {
 }
 
 export function getBlob(deps: HandlerDeps) {
-	return async (ctx: Context): Promise<void> => {
+	return async (ctx: MirrorContext): Promise<void> => {
 		const target = targetOf(ctx, deps);
 		const digest = digestParam(ctx);
 		const blob = await readService(deps, target).getBlob(target, digest);
@@ -63,7 +63,7 @@ export function getBlob(deps: HandlerDeps) {
 }
 
 export function deleteBlob(deps: HandlerDeps) {
-	return async (ctx: Context): Promise<void> => {
+	return async (ctx: MirrorContext): Promise<void> => {
 		const target = writableTargetOf(ctx, deps);
 		const digest = digestParam(ctx);
 		await deps.writer.deleteBlob(target, digest);

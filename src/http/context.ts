@@ -1,14 +1,14 @@
 /** What every handler needs: turn a request into a target and pick its service. */
-import {type Context} from 'koa';
+import {type MirrorContext, userOf} from './state.js';
 import {type LocalWriter} from '../local/push.js';
 import {type LocalService} from '../local/service.js';
 import {type UploadService} from '../local/uploads.js';
-import {type LocalTarget, type NamespaceRouter, type Target} from '../namespaces.js';
-import {type ReadService} from '../services.js';
+import {type LocalTarget, type NamespaceRouter, type Target} from '../service/namespaces.js';
+import {type ReadService} from '../service/read-service.js';
 import {type ProxyService} from '../proxy/service.js';
 import {type MetadataStore} from '../store/metadata.js';
-import {type Metrics} from '../metrics.js';
-import {type EventAction, type EventTarget, type Notifier} from '../notify.js';
+import {type Metrics} from '../ops/metrics.js';
+import {type EventAction, type EventTarget, type Notifier} from '../ops/notify.js';
 import {RegistryError} from '../v2/errors.js';
 import {type Digest, parseName} from '../v2/grammar.js';
 
@@ -30,7 +30,7 @@ export type HandlerDeps = {
 };
 
 /** Sends a webhook event about this request (never waits for it). */
-export function notify(ctx: Context, deps: HandlerDeps, action: EventAction, target: EventTarget): void {
+export function notify(ctx: MirrorContext, deps: HandlerDeps, action: EventAction, target: EventTarget): void {
 	if (!deps.notifier.enabled) {
 		return;
 	}
@@ -38,13 +38,13 @@ export function notify(ctx: Context, deps: HandlerDeps, action: EventAction, tar
 	deps.notifier.emit(
 		action,
 		{...target, url: target.url ?? `${deps.publicUrl || `${ctx.protocol}://${ctx.host}`}${ctx.path}`},
-		{id: String(ctx.state['requestId'] ?? ''), addr: ctx.req.socket.remoteAddress ?? '', host: ctx.host, method: ctx.method, useragent: ctx.get('user-agent')},
-		(ctx.state['user'] as string | null | undefined) ?? null,
+		{id: ctx.state.requestId, addr: ctx.req.socket.remoteAddress ?? '', host: ctx.host, method: ctx.method, useragent: ctx.get('user-agent')},
+		userOf(ctx),
 	);
 }
 
 /** A query parameter given once, or undefined. */
-export function queryParam(ctx: Context, name: string): string | undefined {
+export function queryParam(ctx: MirrorContext, name: string): string | undefined {
 	const value = ctx.query[name];
 	return typeof value === 'string' ? value : undefined;
 }
@@ -53,22 +53,22 @@ export function queryParam(ctx: Context, name: string): string | undefined {
  * A response without a body. Koa turns `body = null` into a 204, so the
  * status is set after it.
  */
-export function respondEmpty(ctx: Context, status: number): void {
+export function respondEmpty(ctx: MirrorContext, status: number): void {
 	ctx.body = null;
 	ctx.status = status;
 }
 
-export function params(ctx: Context): Record<string, string> {
+export function params(ctx: MirrorContext): Record<string, string> {
 	return (ctx['params'] as Record<string, string> | undefined) ?? {};
 }
 
-export function targetOf(ctx: Context, deps: HandlerDeps): Target {
+export function targetOf(ctx: MirrorContext, deps: HandlerDeps): Target {
 	const name = parseName(params(ctx)['name'] ?? '');
 	return deps.namespaces.resolve(name, queryParam(ctx, 'ns'));
 }
 
 /** The target of a write: only local namespaces take pushes and deletes. */
-export function writableTargetOf(ctx: Context, deps: HandlerDeps): LocalTarget {
+export function writableTargetOf(ctx: MirrorContext, deps: HandlerDeps): LocalTarget {
 	const target = targetOf(ctx, deps);
 	if (target.kind !== 'local') {
 		throw new RegistryError('UNSUPPORTED', {

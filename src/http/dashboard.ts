@@ -2,9 +2,9 @@
  * The dashboard at PREFIX/: a small page the server renders from its own
  * numbers (no front-end build). It refreshes itself every 15 seconds.
  */
-import {type Context} from 'koa';
+import {type MirrorContext} from './state.js';
 import {formatBytes} from '../cli/offline.js';
-import {type Metrics} from '../metrics.js';
+import {type Metrics} from '../ops/metrics.js';
 
 const escape = (text: string) =>
 	text.replace(/[&<>"']/g, char => ({'&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;'})[char]!);
@@ -101,7 +101,7 @@ table{border-collapse:collapse;width:100%} td,th{border-bottom:1px solid #eee;pa
 }
 
 export function dashboard(metrics: Metrics) {
-	return async (ctx: Context): Promise<void> => {
+	return async (ctx: MirrorContext): Promise<void> => {
 		const data = await collectDashboard(metrics);
 		if (ctx.query['format'] === 'json') {
 			ctx.body = data;

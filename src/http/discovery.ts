@@ -1,7 +1,7 @@
 /** _catalog and the OCI 1.1 referrers API. */
-import {type Context} from 'koa';
+import {type MirrorContext} from './state.js';
 import {type Config} from '../config/load.js';
-import {clientName} from '../namespaces.js';
+import {clientName} from '../service/namespaces.js';
 import {paginate, parsePage} from '../v2/pagination.js';
 import {parseDigest} from '../v2/grammar.js';
 import {MEDIA_TYPES} from '../v2/media-types.js';
@@ -9,7 +9,7 @@ import {type HandlerDeps, params, queryParam, targetOf} from './context.js';
 import {nextLink} from './tags.js';
 
 export function catalog(deps: HandlerDeps, namespaces: Config['namespaces']) {
-	return async (ctx: Context): Promise<void> => {
+	return async (ctx: MirrorContext): Promise<void> => {
 		const page = parsePage(ctx.query);
 		const names = [...new Set((await deps.metadata.listRepositories()).map(repo => clientName(repo, namespaces)))];
 		const {tags: repositories, next} = paginate(names, page);
@@ -23,7 +23,7 @@ export function catalog(deps: HandlerDeps, namespaces: Config['namespaces']) {
 }
 
 export function referrers(deps: HandlerDeps) {
-	return async (ctx: Context): Promise<void> => {
+	return async (ctx: MirrorContext): Promise<void> => {
 		const target = targetOf(ctx, deps);
 		const subject = parseDigest(params(ctx)['digest'] ?? '');
 		const artifactType = queryParam(ctx, 'artifactType');

@@ -5,8 +5,9 @@
  * thing left is to cut the connection, so the client sees an error and not a
  * complete-looking response.
  */
-import {type Context, type Next} from 'koa';
-import {type Logger} from '../log.js';
+import {type Next} from 'koa';
+import {type MirrorContext} from './state.js';
+import {type Logger} from '../util/log.js';
 import {FrameworkError, RegistryError, TooLargeError} from '../v2/errors.js';
 
 export const API_VERSION_HEADER = 'Docker-Distribution-API-Version';
@@ -29,7 +30,7 @@ export function toRegistryError(error: unknown): RegistryError {
 }
 
 export function errorMiddleware(log: Logger) {
-	return async (ctx: Context, next: Next): Promise<void> => {
+	return async (ctx: MirrorContext, next: Next): Promise<void> => {
 		ctx.set(API_VERSION_HEADER, 'registry/2.0');
 		try {
 			await next();

@@ -1,4 +1,4 @@
-import {type Context} from 'koa';
+import {type MirrorContext, userOf} from './state.js';
 import {MAX_MANIFEST_BYTES} from '../v2/manifest.js';
 import {TooLargeError} from '../v2/errors.js';
 import {parseAccept} from '../v2/media-types.js';
@@ -6,7 +6,7 @@ import {parseReference} from '../v2/grammar.js';
 import {type HandlerDeps, location, notify, params, readService, respondEmpty, targetOf, writableTargetOf} from './context.js';
 
 export function getManifest(deps: HandlerDeps) {
-	return async (ctx: Context): Promise<void> => {
+	return async (ctx: MirrorContext): Promise<void> => {
 		const target = targetOf(ctx, deps);
 		const reference = parseReference(params(ctx)['reference'] ?? '');
 		const {manifest, warning} = await readService(deps, target).getManifest(target, reference, parseAccept(ctx.headers.accept));
@@ -34,7 +34,7 @@ export function getManifest(deps: HandlerDeps) {
 }
 
 /** Reads a request body of at most `limit` bytes. */
-async function readBody(ctx: Context, limit: number): Promise<Buffer> {
+async function readBody(ctx: MirrorContext, limit: number): Promise<Buffer> {
 	const declared = Number(ctx.get('content-length') || Number.NaN);
 	if (declared > limit) {
 		throw new TooLargeError('MANIFEST_INVALID', {message: `manifest is larger than ${limit} bytes`});
@@ -55,7 +55,7 @@ async function readBody(ctx: Context, limit: number): Promise<Buffer> {
 }
 
 export function putManifest(deps: HandlerDeps) {
-	return async (ctx: Context): Promise<void> => {
+	return async (ctx: MirrorContext): Promise<void> => {
 		const target = writableTargetOf(ctx, deps);
 		const reference = parseReference(params(ctx)['reference'] ?? '');
 		const content = await readBody(ctx, MAX_MANIFEST_BYTES);
@@ -71,7 +71,7 @@ export function putManifest(deps: HandlerDeps) {
 			repository: target.clientName,
 			tag: reference.kind === 'tag' ? reference.tag : undefined,
 			digest: result.digest,
-			user: (ctx.state['user'] as string | null | undefined) ?? null,
+			user: userOf(ctx),
 			at: Date.now(),
 		});
 		notify(ctx, deps, 'push', {
@@ -85,7 +85,7 @@ export function putManifest(deps: HandlerDeps) {
 }
 
 export function deleteManifest(deps: HandlerDeps) {
-	return async (ctx: Context): Promise<void> => {
+	return async (ctx: MirrorContext): Promise<void> => {
 		const target = writableTargetOf(ctx, deps);
 		const reference = parseReference(params(ctx)['reference'] ?? '');
 		await deps.writer.deleteManifest(target, reference);

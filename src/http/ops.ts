@@ -2,25 +2,25 @@
 import {randomBytes} from 'node:crypto';
 import {rm, writeFile} from 'node:fs/promises';
 import path from 'node:path';
-import {type Context} from 'koa';
-import {type Metrics} from '../metrics.js';
+import {type MirrorContext} from './state.js';
+import {type Metrics} from '../ops/metrics.js';
 
 export function metricsHandler(metrics: Metrics) {
-	return async (ctx: Context): Promise<void> => {
+	return async (ctx: MirrorContext): Promise<void> => {
 		ctx.type = metrics.registry.contentType;
 		ctx.body = await metrics.registry.metrics();
 	};
 }
 
 export function healthz() {
-	return (ctx: Context): void => {
+	return (ctx: MirrorContext): void => {
 		ctx.body = {status: 'ok'};
 	};
 }
 
 /** Ready when the storage directory takes a write and every shared store (database, S3, cluster locks) answers. */
 export function readyz(storageDir: string, checks: Record<string, () => Promise<unknown>>) {
-	return async (ctx: Context): Promise<void> => {
+	return async (ctx: MirrorContext): Promise<void> => {
 		const results: Record<string, string> = {};
 		try {
 			const probe = path.join(storageDir, 'tmp', `.readyz-${randomBytes(4).toString('hex')}`);

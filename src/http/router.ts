@@ -3,7 +3,8 @@
  * and the resource after it (manifests, blobs, tags, referrers) anchors the match.
  */
 import Router from '@koa/router';
-import {type Context, type Next} from 'koa';
+import {type Next} from 'koa';
+import {type MirrorContext, type RequestState} from './state.js';
 import {type Config} from '../config/load.js';
 import {RegistryError} from '../v2/errors.js';
 import {type HandlerDeps} from './context.js';
@@ -14,7 +15,7 @@ import {listTags} from './tags.js';
 import {cancelUpload, finishUpload, patchUpload, startUpload, uploadStatus} from './uploads.js';
 
 /** Names, tags and digests never need escapes; `%2f` or `%2e%2e` in a path is an attack or a bug. Only `:` (%3A) may come escaped. */
-async function rejectEscapes(ctx: Context, next: Next): Promise<void> {
+async function rejectEscapes(ctx: MirrorContext, next: Next): Promise<void> {
 	const raw = ctx.path.replace(/%3a/gi, ':');
 	if (raw.includes('%')) {
 		throw new RegistryError('NAME_INVALID', {message: 'percent-escapes are not allowed in repository paths', detail: {path: ctx.path.slice(0, 300)}});
@@ -23,8 +24,8 @@ async function rejectEscapes(ctx: Context, next: Next): Promise<void> {
 	await next();
 }
 
-export function createRouter(deps: HandlerDeps, namespaces: Config['namespaces']): Router {
-	const router = new Router({prefix: `${deps.prefix}/v2`, sensitive: true});
+export function createRouter(deps: HandlerDeps, namespaces: Config['namespaces']): Router<RequestState> {
+	const router = new Router<RequestState>({prefix: `${deps.prefix}/v2`, sensitive: true});
 	router.use(rejectEscapes);
 	router.get('/', ctx => {
 		ctx.status = 200;
@@ -47,7 +48,7 @@ export function createRouter(deps: HandlerDeps, namespaces: Config['namespaces']
 	return router;
 }
 
-export function routes(router: Router) {
+export function routes(router: Router<RequestState>) {
 	return [
 		router.routes(),
 		router.allowedMethods({

@@ -1,9 +1,9 @@
-import {type Context} from 'koa';
+import {type MirrorContext} from './state.js';
 import {parsePage} from '../v2/pagination.js';
 import {type HandlerDeps, queryParam, readService, targetOf} from './context.js';
 
 /** The `Link: <...>; rel="next"` header for a paginated list, keeping `ns`. */
-export function nextLink(ctx: Context, path: string, n: number | undefined, last: string): string {
+export function nextLink(ctx: MirrorContext, path: string, n: number | undefined, last: string): string {
 	const query = new URLSearchParams();
 	const ns = queryParam(ctx, 'ns');
 	if (ns !== undefined) {
@@ -19,7 +19,7 @@ export function nextLink(ctx: Context, path: string, n: number | undefined, last
 }
 
 export function listTags(deps: HandlerDeps) {
-	return async (ctx: Context): Promise<void> => {
+	return async (ctx: MirrorContext): Promise<void> => {
 		const target = targetOf(ctx, deps);
 		const page = parsePage(ctx.query);
 		const list = await readService(deps, target).listTags(target, page);

@@ -1,7 +1,7 @@
 /** The V2 blob upload protocol for local namespaces. */
-import {type Context} from 'koa';
+import {type MirrorContext} from './state.js';
 import {type ChunkRange, rangeHeader} from '../local/uploads.js';
-import {type LocalTarget, type Target} from '../namespaces.js';
+import {type LocalTarget, type Target} from '../service/namespaces.js';
 import {ChunkRangeError, RegistryError} from '../v2/errors.js';
 import {parseDigest, parseName} from '../v2/grammar.js';
 import {type HandlerDeps, location, notify, params, queryParam, respondEmpty, writableTargetOf} from './context.js';
@@ -19,26 +19,26 @@ function parseContentRange(header: string | undefined): ChunkRange | undefined {
 	return {start: Number(match[1]), end: Number(match[2])};
 }
 
-function sessionHeaders(ctx: Context, deps: HandlerDeps, target: LocalTarget, id: string, size: number): void {
+function sessionHeaders(ctx: MirrorContext, deps: HandlerDeps, target: LocalTarget, id: string, size: number): void {
 	ctx.set('Location', location(deps, `${target.clientName}/blobs/uploads/${id}`));
 	ctx.set('Range', rangeHeader(size));
 	ctx.set('Docker-Upload-UUID', id);
 }
 
-function blobCreated(ctx: Context, deps: HandlerDeps, target: LocalTarget, digest: string, size?: number): void {
+function blobCreated(ctx: MirrorContext, deps: HandlerDeps, target: LocalTarget, digest: string, size?: number): void {
 	notify(ctx, deps, 'push', {repository: target.clientName, digest, mediaType: 'application/octet-stream', ...(size === undefined ? {} : {size})});
 	respondEmpty(ctx, 201);
 	ctx.set('Location', location(deps, `${target.clientName}/blobs/${digest}`));
 	ctx.set('Docker-Content-Digest', digest);
 }
 
-function hasBody(ctx: Context): boolean {
+function hasBody(ctx: MirrorContext): boolean {
 	const length = ctx.get('content-length');
 	return (length !== '' && length !== '0') || ctx.get('transfer-encoding') !== '';
 }
 
 export function startUpload(deps: HandlerDeps) {
-	return async (ctx: Context): Promise<void> => {
+	return async (ctx: MirrorContext): Promise<void> => {
 		const target = writableTargetOf(ctx, deps);
 		const mount = queryParam(ctx, 'mount');
 		if (mount !== undefined) {
@@ -73,7 +73,7 @@ export function startUpload(deps: HandlerDeps) {
 }
 
 export function uploadStatus(deps: HandlerDeps) {
-	return async (ctx: Context): Promise<void> => {
+	return async (ctx: MirrorContext): Promise<void> => {
 		const target = writableTargetOf(ctx, deps);
 		const upload = await deps.uploads.status(target.repo, params(ctx)['uuid'] ?? '');
 		ctx.status = 204;
@@ -82,7 +82,7 @@ export function uploadStatus(deps: HandlerDeps) {
 }
 
 export function patchUpload(deps: HandlerDeps) {
-	return async (ctx: Context): Promise<void> => {
+	return async (ctx: MirrorContext): Promise<void> => {
 		const target = writableTargetOf(ctx, deps);
 		const range = parseContentRange(ctx.get('content-range') || undefined);
 		const upload = await deps.uploads.append(target.repo, params(ctx)['uuid'] ?? '', ctx.req, range);
@@ -93,7 +93,7 @@ export function patchUpload(deps: HandlerDeps) {
 }
 
 export function finishUpload(deps: HandlerDeps) {
-	return async (ctx: Context): Promise<void> => {
+	return async (ctx: MirrorContext): Promise<void> => {
 		const target = writableTargetOf(ctx, deps);
 		const digestParam = queryParam(ctx, 'digest');
 		if (digestParam === undefined) {
@@ -108,7 +108,7 @@ export function finishUpload(deps: HandlerDeps) {
 }
 
 export function cancelUpload(deps: HandlerDeps) {
-	return async (ctx: Context): Promise<void> => {
+	return async (ctx: MirrorContext): Promise<void> => {
 		const target = writableTargetOf(ctx, deps);
 		await deps.uploads.cancel(target.repo, params(ctx)['uuid'] ?? '');
 		ctx.status = 204;

@@ -3,7 +3,7 @@
  * checked, stored byte for byte), deletes, and cross-repository mounts.
  */
 import {createHash} from 'node:crypto';
-import {type LocalTarget, type Target} from '../namespaces.js';
+import {type LocalTarget, type Target} from '../service/namespaces.js';
 import {type MetadataStore, type ReferrerRecord} from '../store/metadata.js';
 import {RegistryError} from '../v2/errors.js';
 import {type Digest, type Reference, parseDigest} from '../v2/grammar.js';

@@ -1,13 +1,13 @@
 /** Local (pushed) namespaces: reads. Pushes live in uploads.ts. */
-import {type LocalTarget} from '../namespaces.js';
-import {type BlobResult, type ManifestResult, type ReadService, type TagList, type TagPage} from '../services.js';
+import {type LocalTarget} from '../service/namespaces.js';
+import {type BlobResult, type ManifestResult, type ReadService, type TagList, type TagPage} from '../service/read-service.js';
 import {type AccessRecorder} from '../store/access.js';
 import {type BlobStore} from '../store/blob-store.js';
 import {type ManifestRecord, type MetadataStore} from '../store/metadata.js';
 import {RegistryError} from '../v2/errors.js';
 import {type Digest, type Reference} from '../v2/grammar.js';
 import {paginate} from '../v2/pagination.js';
-import {negotiate} from '../proxy/service.js';
+import {negotiate} from '../service/negotiate.js';
 
 export class LocalService implements ReadService<LocalTarget> {
 	constructor(

@@ -7,7 +7,7 @@
  * file is hashed once at the end instead.
  */
 import {createHash, randomUUID, type Hash} from 'node:crypto';
-import {type Logger} from '../log.js';
+import {type Logger} from '../util/log.js';
 import {type BlobStore} from '../store/blob-store.js';
 import {HashingWriter, hashOf} from '../store/hashing.js';
 import {KeyedQueue} from '../util/single-flight.js';

@@ -6,8 +6,8 @@
  */
 import {createHash} from 'node:crypto';
 import {LRUCache} from 'lru-cache';
-import {type CachedTarget} from '../namespaces.js';
-import {type ManifestResult} from '../services.js';
+import {type CachedTarget} from '../service/namespaces.js';
+import {type ManifestResult} from '../service/read-service.js';
 import {type AccessRecorder} from '../store/access.js';
 import {type ManifestRecord, type MetadataStore, type TagRecord} from '../store/metadata.js';
 import {type UpstreamClient, pullScope} from '../upstream/client.js';
@@ -15,7 +15,7 @@ import {RegistryError, UpstreamError, isUpstreamFailure} from '../v2/errors.js';
 import {type Digest, type Reference} from '../v2/grammar.js';
 import {MANIFEST_ACCEPT, detectManifestType} from '../v2/media-types.js';
 import {MAX_MANIFEST_BYTES, manifestReferences} from '../v2/manifest.js';
-import {type Logger} from '../log.js';
+import {type Logger} from '../util/log.js';
 import {checkUpstreamStatus} from './upstream-status.js';
 
 type TaggedManifest = TagRecord & {manifest: ManifestRecord};

@@ -1,12 +1,11 @@
 /** The read service for cached namespaces: manifests, blobs and tags through the cache. */
-import {type CachedTarget} from '../namespaces.js';
-import {type BlobResult, type ManifestResult, type ReadService, type TagList, type TagPage} from '../services.js';
+import {type CachedTarget} from '../service/namespaces.js';
+import {negotiate} from '../service/negotiate.js';
+import {type BlobResult, type ManifestResult, type ReadService, type TagList, type TagPage} from '../service/read-service.js';
 import {type MetadataStore} from '../store/metadata.js';
 import {type UpstreamClient, pullScope} from '../upstream/client.js';
 import {RegistryError, isUpstreamFailure} from '../v2/errors.js';
-import {type Digest, type Reference, parseDigest} from '../v2/grammar.js';
-import {indexChildren} from '../v2/manifest.js';
-import {accepts, isIndexType} from '../v2/media-types.js';
+import {type Digest, type Reference} from '../v2/grammar.js';
 import {paginate} from '../v2/pagination.js';
 import {type ProxyBlobs} from './blobs.js';
 import {type ProxyManifests} from './manifests.js';
@@ -74,39 +73,4 @@ export class ProxyService implements ReadService<CachedTarget> {
 
 		return {name: target.clientName, ...paginate(cached, page)};
 	}
-}
-
-const DEFAULT_PLATFORM = {os: 'linux', architecture: 'amd64'};
-
-/**
- * Serves what the client's Accept allows. A client that cannot take a
- * manifest list gets the linux/amd64 image, as with the reference registry;
- * otherwise an unacceptable type is MANIFEST_UNKNOWN.
- */
-export async function negotiate(
-	result: ManifestResult,
-	accept: string[],
-	byDigest: (digest: Digest) => Promise<ManifestResult>,
-): Promise<ManifestResult> {
-	const {mediaType} = result.manifest;
-	if (accepts(accept, mediaType)) {
-		return result;
-	}
-
-	if (isIndexType(mediaType)) {
-		const child = indexChildren(JSON.parse(result.manifest.content.toString('utf8'))).find(
-			entry => entry.platform?.os === DEFAULT_PLATFORM.os && entry.platform.architecture === DEFAULT_PLATFORM.architecture,
-		);
-		if (child) {
-			const resolved = await byDigest(parseDigest(child.digest));
-			if (accepts(accept, resolved.manifest.mediaType)) {
-				return {...resolved, warning: resolved.warning ?? result.warning};
-			}
-		}
-	}
-
-	throw new RegistryError('MANIFEST_UNKNOWN', {
-		message: `manifest is ${mediaType}, which the Accept header does not allow`,
-		detail: {mediaType, accept},
-	});
 }

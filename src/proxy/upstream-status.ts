@@ -3,7 +3,7 @@
  * manifests, blobs and tag lists. 429 and 5xx never get here: the upstream
  * client throws them (TOOMANYREQUESTS, UNAVAILABLE) after its retries.
  */
-import {type CachedTarget} from '../namespaces.js';
+import {type CachedTarget} from '../service/namespaces.js';
 import {RegistryError, UpstreamError} from '../v2/errors.js';
 
 /** Throws the V2 error for a non-200 upstream status; `notFound` is the error for a 404. */

@@ -3,7 +3,7 @@
  * are collected in memory and written in one transaction every few seconds
  * (and on shutdown).
  */
-import {type Logger} from '../log.js';
+import {type Logger} from '../util/log.js';
 import {type MetadataStore} from './metadata.js';
 
 export class AccessRecorder {

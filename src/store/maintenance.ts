@@ -5,7 +5,7 @@
  * what nothing references, and never what was touched within the grace
  * period (a push whose manifest is not up yet, a fill that just landed).
  */
-import {type Logger} from '../log.js';
+import {type Logger} from '../util/log.js';
 import {type Digest, parseDigest} from '../v2/grammar.js';
 import {type AccessRecorder} from './access.js';
 import {type BlobStore} from './blob-store.js';

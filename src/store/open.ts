@@ -1,14 +1,12 @@
 /**
- * Opens the drivers a config names: the blob store (filesystem or S3), the
- * metadata store (SQLite or PostgreSQL) and, with PostgreSQL, the cluster
- * coordinator that lets several replicas share them.
+ * Opens the drivers a config names: the blob store (filesystem or S3) and
+ * the metadata store (SQLite or PostgreSQL). With PostgreSQL it hands over
+ * the connection pool, which the composition root gives the cluster
+ * coordinator.
  */
 import {existsSync} from 'node:fs';
-import {hostname} from 'node:os';
 import path from 'node:path';
-import {Coordinator} from '../cluster/coordinator.js';
 import {type Config, ConfigError} from '../config/load.js';
-import {type Logger} from '../log.js';
 import {type BlobStore, FsBlobStore} from './blob-store.js';
 import {type MetadataStore} from './metadata.js';
 import {PostgresMetadataStore} from './postgres.js';
@@ -18,28 +16,18 @@ import {SqliteMetadataStore} from './sqlite.js';
 export type Stores = {
 	blobs: BlobStore;
 	metadata: MetadataStore;
-	/** Set with PostgreSQL metadata: replicas coordinate fills and maintenance through it (offline: maintenance only). */
-	coordinator?: Coordinator;
+	/** Set with PostgreSQL metadata: what the cluster coordinator connects with. */
+	postgres?: {pool: PostgresMetadataStore['pool']; url: string};
 	/** Named readiness checks beyond the local storage directory. */
 	checks: Record<string, () => Promise<unknown>>;
 	close(): Promise<void>;
 };
 
-/** Where other replicas reach this one: `cluster.advertise_url`, else derived from `listen`. */
-export function advertiseUrl(config: Config, port = config.listen.port): string {
-	if (config.advertiseUrl) {
-		return config.advertiseUrl;
-	}
-
-	const host = ['0.0.0.0', '::', ''].includes(config.listen.host) ? hostname() : config.listen.host;
-	return `${config.tls ? 'https' : 'http'}://${host.includes(':') ? `[${host}]` : host}:${port}`;
-}
-
 /**
- * `offline` (CLI commands beside a running server): no coordinator
- * connection, and a missing SQLite store is an error rather than created.
+ * `offline` (CLI commands beside a running server): the blob store is not
+ * initialised, and a missing SQLite store is an error rather than created.
  */
-export async function openStores(config: Config, log: Logger, options: {offline?: boolean} = {}): Promise<Stores> {
+export async function openStores(config: Config, options: {offline?: boolean} = {}): Promise<Stores> {
 	const sqliteFile = path.join(config.storage.dir, 'mirror.db');
 	if (options.offline && !config.postgresUrl && !existsSync(sqliteFile)) {
 		throw new ConfigError(`config: storage.dir: no store at ${config.storage.dir} (nothing has been served from it yet)`);
@@ -60,7 +48,7 @@ export async function openStores(config: Config, log: Logger, options: {offline?
 	}
 
 	let metadata: MetadataStore;
-	let coordinator: Coordinator | undefined;
+	let postgres: Stores['postgres'];
 	if (config.postgresUrl) {
 		let store: PostgresMetadataStore;
 		try {
@@ -71,12 +59,7 @@ export async function openStores(config: Config, log: Logger, options: {offline?
 
 		metadata = store;
 		checks['database'] = async () => store.ping();
-		// Offline (CLI), only its maintenance lock is used: it takes part in no fill and opens no lock connection.
-		coordinator = new Coordinator(store.pool, config.postgresUrl, options.offline ? 'cli' : advertiseUrl(config), log);
-		if (!options.offline) {
-			await coordinator.start();
-			checks['cluster'] = async () => coordinator!.ping();
-		}
+		postgres = {pool: store.pool, url: config.postgresUrl};
 	} else {
 		const store = new SqliteMetadataStore(sqliteFile);
 		metadata = store;
@@ -86,10 +69,9 @@ export async function openStores(config: Config, log: Logger, options: {offline?
 	return {
 		blobs,
 		metadata,
-		coordinator,
+		postgres,
 		checks,
 		async close() {
-			await coordinator?.close();
 			await metadata.close();
 			blobs.close?.();
 		},

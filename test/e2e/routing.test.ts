@@ -250,7 +250,7 @@ test('a fill in flight from one upstream does not serve a name whose upstream la
 	const layer = image.layers[0]!.digest;
 
 	const filling = fetch(`${mirror.url}/v2/team/slow/blobs/${layer}`).then(async response => ({status: response.status, body: Buffer.from(await response.arrayBuffer())}));
-	while (mirror.registry.fills.get(parseDigest(layer))?.state !== 'running') {
+	while (mirror.registry.fills.running(parseDigest(layer))?.state !== 'running') {
 		await new Promise(resolve => setTimeout(resolve, 20));
 	}
 
@@ -258,7 +258,7 @@ test('a fill in flight from one upstream does not serve a name whose upstream la
 	t.is(crossed.status, 404, 'ghcr.io does not have it, whatever docker.io is bringing in');
 	t.is(((await crossed.json()) as {errors: Array<{code: string}>}).errors[0]?.code, 'BLOB_UNKNOWN');
 	t.true(gh.count({pathIncludes: `/v2/team/slow/blobs/${layer}`}) >= 1, 'ghcr.io was asked');
-	t.is(mirror.registry.fills.get(parseDigest(layer))?.state, 'running', 'asked while the docker.io fill ran');
+	t.is(mirror.registry.fills.running(parseDigest(layer))?.state, 'running', 'asked while the docker.io fill ran');
 
 	const done = await filling;
 	t.is(done.status, 200);

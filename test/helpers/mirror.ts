@@ -4,9 +4,10 @@
  */
 import {createHash} from 'node:crypto';
 import {type Server} from 'node:http';
-import {createApp, openRegistry, type Registry} from '../../src/app.js';
+import {openRegistry, type Registry} from '../../src/compose/registry.js';
+import {createApp} from '../../src/http/app.js';
 import {parseConfig} from '../../src/config/load.js';
-import {silentLogger, createLogger} from '../../src/log.js';
+import {silentLogger, createLogger} from '../../src/util/log.js';
 import {type Ceph, startCeph} from './ceph.js';
 import {type Postgres, startPostgres} from './postgres.js';
 import {closeServer, listenLocal, tempDir} from './process.js';

@@ -6,10 +6,10 @@
  *   3. the `namespaces` rules, by prefix.
  * Docker Hub's single-segment names get `library/`.
  */
-import {type Config, type UpstreamConfig} from './config/load.js';
-import {LOCAL_REGISTRY, type RepoKey} from './store/metadata.js';
-import {RegistryError} from './v2/errors.js';
-import {isValidName} from './v2/grammar.js';
+import {type Config, type UpstreamConfig} from '../config/load.js';
+import {LOCAL_REGISTRY, type RepoKey} from '../store/metadata.js';
+import {RegistryError} from '../v2/errors.js';
+import {isValidName} from '../v2/grammar.js';
 
 export type CachedTarget = {
 	kind: 'cached';

@@ -3,11 +3,10 @@
  * (pushed) namespaces implement the same read interface, so the handlers do
  * not know which one answers.
  */
-import {type Readable} from 'node:stream';
 import {type Target} from './namespaces.js';
-import {type ByteRange} from './store/blob-store.js';
-import {type ManifestRecord} from './store/metadata.js';
-import {type Digest, type Reference} from './v2/grammar.js';
+import {type BlobResult as FillBlobResult} from '../fill/source.js';
+import {type ManifestRecord} from '../store/metadata.js';
+import {type Digest, type Reference} from '../v2/grammar.js';
 
 export type ManifestResult = {
 	manifest: ManifestRecord;
@@ -15,13 +14,8 @@ export type ManifestResult = {
 	warning?: string;
 };
 
-export type BlobResult = {
-	/** Unknown only for an uncached blob whose upstream sent no Content-Length. */
-	size: number | undefined;
-	open(range?: ByteRange): Readable;
-	/** The bytes are in the blob store (not a fill in progress), so a client may be redirected to them. */
-	stored?: boolean;
-};
+/** Local blobs are always stored; cached ones say where they came from. */
+export type BlobResult = Omit<FillBlobResult, 'outcome'> & {outcome?: FillBlobResult['outcome']};
 
 export type TagPage = {n?: number; last?: string};
 export type TagList = {name: string; tags: string[]; next?: string};

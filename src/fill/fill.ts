@@ -1,5 +1,5 @@
 /**
- * Single-flight cache fills. One upstream download per digest, however many
+ * One cache fill, and the table of fills in flight. One upstream download per digest, however many
  * clients ask: the download goes to a temp file while its sha256 is computed,
  * and every client (the first and any that arrive while it runs) reads from
  * that growing file as bytes land. Clients never slow the fill and a client
@@ -10,33 +10,36 @@
  * response: their connections are cut instead. On success the file is renamed
  * into place and recorded; on any failure it is deleted.
  */
-import {createHash} from 'node:crypto';
 import {EventEmitter} from 'node:events';
-import {Readable} from 'node:stream';
+import {type Readable} from 'node:stream';
 import {type BlobStore, type ByteRange, type TempBlob} from '../store/blob-store.js';
+
+/** What a fill needs of the blob store: a temp file to write, and removal of a blob it failed to record. */
+export type FillStore = Pick<BlobStore, 'createTemp' | 'remove'>;
+import {type FillSource} from './source.js';
+import {HashingWriter} from '../store/hashing.js';
 import {type Digest} from '../v2/grammar.js';
 import {UpstreamError} from '../v2/errors.js';
+import {FillReader, type FillState, type GrowingBlob} from './fill-reader.js';
 
-export type FillSource = {size: number | undefined; body: AsyncIterable<Uint8Array> & {destroy(error?: Error): void}};
+export {type FillState} from './fill-reader.js';
 
 /** Bytes withheld from clients until the digest is verified, when the size is unknown. */
 const UNKNOWN_SIZE_HOLDBACK = 64 * 1024;
-/** Reads for clients of a fill: small enough that 20 slow clients do not hold much each. */
-const READ_CHUNK = 256 * 1024;
 
 export type FillHooks = {
+	/** The upstream (registry name) the bytes come from. */
+	origin?: string;
 	/** Called once the size is known, before any byte is written (the quota makes room here). */
 	reserve?: (size: number) => Promise<void>;
 	/** Bytes received from the upstream, per chunk. */
 	onChunk?: (bytes: number) => void;
 };
 
-export type FillState = 'starting' | 'running' | 'done' | 'failed';
-
-export class Fill extends EventEmitter {
+export class Fill extends EventEmitter implements GrowingBlob {
 	state: FillState = 'starting';
-	/** The upstream (registry name) the bytes come from, when the starter says. */
-	origin: string | undefined;
+	/** The upstream (registry name) the bytes come from, when the starter said. */
+	readonly origin: string | undefined;
 	size: number | undefined;
 	error: Error | undefined;
 	temp: TempBlob | undefined;
@@ -47,8 +50,12 @@ export class Fill extends EventEmitter {
 	#resolveReady!: () => void;
 	#rejectReady!: (error: Error) => void;
 
-	constructor(readonly digest: Digest) {
+	constructor(
+		readonly digest: Digest,
+		origin?: string,
+	) {
 		super();
+		this.origin = origin;
 		this.setMaxListeners(0);
 		this.ready = new Promise((resolve, reject) => {
 			this.#resolveReady = resolve;
@@ -85,7 +92,7 @@ export class Fill extends EventEmitter {
 		return Math.max(0, written - UNKNOWN_SIZE_HOLDBACK);
 	}
 
-	async run(store: BlobStore, open: () => Promise<FillSource>, commit: (size: number) => Promise<void>, hooks: FillHooks = {}): Promise<void> {
+	async run(store: FillStore, open: () => Promise<FillSource>, commit: (size: number) => Promise<void>, hooks: FillHooks = {}): Promise<void> {
 		let source: FillSource | undefined;
 		// The temp file is created while the upstream is asked, to save the first byte a little time.
 		const creating = store.createTemp(this.digest);
@@ -102,29 +109,26 @@ export class Fill extends EventEmitter {
 			this.state = 'running';
 			this.#resolveReady();
 
-			const hash = createHash(this.digest.algorithm);
+			const writer = new HashingWriter(this.temp, this.digest);
 			for await (const chunk of source.body) {
-				hash.update(chunk);
 				hooks.onChunk?.(chunk.length);
-				await this.temp.append(chunk);
-				if (this.size !== undefined && this.temp.written > this.size) {
+				await writer.write(chunk);
+				if (this.size !== undefined && writer.written > this.size) {
 					throw new UpstreamError('BLOB_UNKNOWN', {message: 'upstream sent more bytes than it announced'});
 				}
 
 				this.emit('progress');
 			}
 
-			if (this.size !== undefined && this.temp.written !== this.size) {
-				throw new UpstreamError('BLOB_UNKNOWN', {
-					message: `upstream sent ${this.temp.written} of ${this.size} bytes`,
-				});
+			if (this.size !== undefined && writer.written !== this.size) {
+				throw new UpstreamError('BLOB_UNKNOWN', {message: `upstream sent ${writer.written} of ${this.size} bytes`});
 			}
 
-			const actual = hash.digest('hex');
-			if (actual !== this.digest.hex) {
+			const actual = writer.actual();
+			if (actual !== this.digest.value) {
 				throw new UpstreamError('DIGEST_INVALID', {
 					message: 'upstream content does not match its digest',
-					detail: {expected: this.digest.value, actual: `${this.digest.algorithm}:${actual}`},
+					detail: {expected: this.digest.value, actual},
 				});
 			}
 
@@ -163,105 +167,6 @@ export class Fill extends EventEmitter {
 	}
 }
 
-class FillReader extends Readable {
-	#position: number;
-	readonly #end: number | undefined;
-	#reading = false;
-	#holding = false;
-	/** Set by _read(), cleared when push() says the client's buffer is full: a slow client never buffers ahead. */
-	#wanted = false;
-	readonly #fill: Fill;
-	readonly #onProgress = () => {
-		void this.#pump();
-	};
-
-	constructor(fill: Fill, range?: ByteRange) {
-		super({highWaterMark: READ_CHUNK});
-		this.#fill = fill;
-		this.#position = range?.start ?? 0;
-		this.#end = range ? range.end + 1 : undefined;
-		this.#hold();
-		fill.on('progress', this.#onProgress);
-	}
-
-	override _read(): void {
-		this.#wanted = true;
-		void this.#pump();
-	}
-
-	/** Keeps the temp file open for this reader, once it exists. */
-	#hold(): void {
-		if (!this.#holding && this.#fill.temp) {
-			this.#fill.temp.retain();
-			this.#holding = true;
-		}
-	}
-
-	override _destroy(error: Error | null, callback: (error?: Error | null) => void): void {
-		this.#fill.off('progress', this.#onProgress);
-		if (this.#holding) {
-			this.#holding = false;
-			this.#fill.temp?.release();
-		}
-
-		callback(error);
-	}
-
-	async #pump(): Promise<void> {
-		if (this.#reading || this.destroyed) {
-			return;
-		}
-
-		this.#reading = true;
-		try {
-			for (;;) {
-				const fill = this.#fill;
-				const end = this.#end ?? (fill.state === 'done' ? fill.size : undefined);
-				if (end !== undefined && this.#position >= end) {
-					this.push(null);
-					return;
-				}
-
-				if (fill.state === 'failed') {
-					this.destroy(fill.error ?? new Error('cache fill failed'));
-					return;
-				}
-
-				this.#hold(); // as soon as the file exists, even before the client asks for bytes
-				if (!this.#wanted) {
-					return; // progress arrived but the client has not asked for more
-				}
-
-				const limit = Math.min(fill.readable, end ?? Number.POSITIVE_INFINITY);
-				if (this.#position >= limit || !fill.temp || !this.#holding) {
-					return; // wait for the next 'progress'
-				}
-
-				const length = Math.min(limit - this.#position, READ_CHUNK);
-				const buffer = Buffer.allocUnsafe(length);
-				const read = await fill.temp.read(buffer, length, this.#position);
-				if (this.destroyed) {
-					return;
-				}
-
-				if (read === 0) {
-					return;
-				}
-
-				this.#position += read;
-				if (!this.push(read === length ? buffer : buffer.subarray(0, read))) {
-					this.#wanted = false;
-					return; // the client is slow; _read() resumes us
-				}
-			}
-		} catch (error) {
-			this.destroy(error instanceof Error ? error : new Error(String(error)));
-		} finally {
-			this.#reading = false;
-		}
-	}
-}
-
 /** The fills in flight, by digest. */
 export class FillRegistry {
 	readonly #fills = new Map<string, Fill>();
@@ -280,7 +185,7 @@ export class FillRegistry {
 	 */
 	join(
 		digest: Digest,
-		store: BlobStore,
+		store: FillStore,
 		open: () => Promise<FillSource>,
 		commit: (size: number) => Promise<void>,
 		hooks: FillHooks = {},
@@ -290,7 +195,7 @@ export class FillRegistry {
 			return {fill: existing, started: false};
 		}
 
-		const fill = new Fill(digest);
+		const fill = new Fill(digest, hooks.origin);
 		this.#fills.set(digest.value, fill);
 		void fill.run(store, open, commit, hooks).finally(() => {
 			if (this.#fills.get(digest.value) === fill) {

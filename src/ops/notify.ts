@@ -7,21 +7,12 @@
 import {randomUUID} from 'node:crypto';
 import {hostname} from 'node:os';
 import got from 'got';
-import {type Logger} from './log.js';
+import {type EndpointConfig, type EventAction} from '../config/load.js';
+import {type Logger} from '../util/log.js';
+
+export {type EventAction} from '../config/load.js';
 
 export const ENVELOPE_TYPE = 'application/vnd.docker.distribution.events.v1+json';
-
-export type EventAction = 'push' | 'pull' | 'delete';
-
-export type EndpointConfig = {
-	name: string;
-	url: string;
-	headers: Record<string, string>;
-	timeoutMs: number;
-	backoffMs: number;
-	maxAttempts: number;
-	events: EventAction[];
-};
 
 export type EventTarget = {mediaType?: string; size?: number; digest?: string; repository: string; url?: string; tag?: string};
 export type EventRequest = {id: string; addr: string; host: string; method: string; useragent: string};

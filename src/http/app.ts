@@ -1,0 +1,88 @@
+/**
+ * createApp(deps) builds the Koa application around the services the
+ * composition root (compose/registry.ts) made, without listening, so tests
+ * can start one on port 0. The only module that assembles middleware.
+ */
+import Koa from 'koa';
+import {type Htpasswd} from '../auth/htpasswd.js';
+import {TokenIssuer} from '../auth/tokens.js';
+import {type ClusterBlobs} from '../cluster/cluster-blobs.js';
+import {type Config} from '../config/load.js';
+import {type Metrics} from '../ops/metrics.js';
+import {type Logger} from '../util/log.js';
+import {type AuthOptions, authMiddleware} from './auth.js';
+import {type HandlerDeps} from './context.js';
+import {errorMiddleware} from './errors.js';
+import {internalFillRoutes} from './internal-fills.js';
+import {requestLog} from './request-log.js';
+import {createRouter, routes} from './router.js';
+import {siteRoutes} from './site.js';
+import {type MirrorContext, type RequestState} from './state.js';
+
+export type AppDeps = Omit<HandlerDeps, 'prefix' | 'publicUrl' | 'blobRedirect'> & {
+	config: Config;
+	log: Logger;
+	metrics: Metrics;
+	htpasswd?: Htpasswd;
+	/** Signs this registry's Bearer tokens; shared by every replica of one store. */
+	tokenSecret: Buffer;
+	/** Readiness checks of the shared stores (S3, PostgreSQL), by name. */
+	checks: Record<string, () => Promise<unknown>>;
+	blobs: {redirectUrl?(digest: Parameters<NonNullable<HandlerDeps['blobRedirect']>>[0]): Promise<string>};
+	/** With several replicas: the cluster layer, which serves other replicas' reads of fills here. */
+	cluster?: {blobs: ClusterBlobs; key: string};
+};
+
+const QUIET_STREAM_ERRORS = new Set(['ECONNRESET', 'ERR_STREAM_PREMATURE_CLOSE', 'EPIPE']);
+
+export function createApp(deps: AppDeps): Koa<RequestState> {
+	const {log, config, blobs} = deps;
+	const prefix = config.prefix;
+	const publicUrl = config.publicUrl ?? '';
+	const app = new Koa<RequestState>();
+	app.on('error', (error: Error & {code?: string}) => {
+		// Clients leaving mid-stream are normal for a registry; anything else is worth a line.
+		if (!QUIET_STREAM_ERRORS.has(error.code ?? '')) {
+			log.warn({err: error}, 'response stream failed');
+		}
+	});
+	app.use(requestLog(log, deps.metrics));
+	app.use(errorMiddleware(log));
+
+	if (deps.cluster) {
+		app.use(internalFillRoutes(deps.cluster.blobs, deps.cluster.key).routes());
+	}
+
+	const auth: AuthOptions | undefined =
+		deps.htpasswd && config.auth
+			? {htpasswd: deps.htpasswd, tokens: new TokenIssuer(deps.tokenSecret), anonymousPull: config.auth.anonymousPull, prefix, publicUrl}
+			: undefined;
+	app.use(siteRoutes({prefix, metrics: deps.metrics, storageDir: config.storage.dir, checks: deps.checks, auth}).routes());
+	if (auth) {
+		const apiRoot = `${prefix}/v2`;
+		const guard = authMiddleware(auth);
+		app.use(async (ctx: MirrorContext, next) => (ctx.path === apiRoot || ctx.path.startsWith(`${apiRoot}/`) ? guard(ctx, next) : next()));
+	}
+
+	const router = createRouter(
+		{
+			namespaces: deps.namespaces,
+			proxy: deps.proxy,
+			local: deps.local,
+			writer: deps.writer,
+			uploads: deps.uploads,
+			metadata: deps.metadata,
+			prefix,
+			publicUrl,
+			notifier: deps.notifier,
+			metrics: deps.metrics,
+			blobRedirect: config.storage.s3?.redirect && blobs.redirectUrl ? async digest => blobs.redirectUrl!(digest) : undefined,
+		},
+		config.namespaces,
+	);
+	for (const middleware of routes(router)) {
+		app.use(middleware);
+	}
+
+	return app;
+}
