@@ -11,6 +11,7 @@ import {type MetadataStore} from '../store/metadata.js';
 import {openStores} from '../store/open.js';
 import {openCoordinator} from '../compose/registry.js';
 import {clientName} from '../service/namespaces.js';
+import {formatBytes} from '../util/format.js';
 
 type Stores = {metadata: MetadataStore; maintenance: Maintenance; coordinator?: Coordinator};
 
@@ -26,18 +27,6 @@ async function withStores<T>(config: Config, use: (stores: Stores) => T | Promis
 		await coordinator?.close();
 		await stores.close();
 	}
-}
-
-export function formatBytes(bytes: number): string {
-	const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
-	let value = bytes;
-	let unit = 0;
-	while (value >= 1024 && unit < units.length - 1) {
-		value /= 1024;
-		unit++;
-	}
-
-	return `${unit === 0 ? value : value.toFixed(1)} ${units[unit]}`;
 }
 
 export async function verify(config: Config, options: {delete: boolean}): Promise<number> {

@@ -8,7 +8,7 @@ import cliProgress from 'cli-progress';
 import got from 'got';
 import {isIndexType, MANIFEST_ACCEPT} from '../v2/media-types.js';
 import {indexChildren, type Platform} from '../v2/manifest.js';
-import {formatBytes} from './offline.js';
+import {formatBytes} from '../util/format.js';
 
 export type ImageRef = {name: string; reference: string};
 

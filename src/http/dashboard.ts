@@ -3,7 +3,7 @@
  * numbers (no front-end build). It refreshes itself every 15 seconds.
  */
 import {type MirrorContext} from './state.js';
-import {formatBytes} from '../cli/offline.js';
+import {formatBytes} from '../util/format.js';
 import {type Metrics} from '../ops/metrics.js';
 
 const escape = (text: string) =>
