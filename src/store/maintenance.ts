@@ -10,7 +10,7 @@ import {type Digest, parseDigest} from '../v2/grammar.js';
 import {type AccessRecorder} from './access.js';
 import {type BlobStore} from './blob-store.js';
 import {hashOf} from './hashing.js';
-import {type MetadataStore} from './metadata.js';
+import {type Housekeeping, type ReadIndex} from './metadata.js';
 
 export const GC_GRACE_MS = 60 * 60 * 1000;
 
@@ -21,7 +21,7 @@ export class Maintenance {
 	#evicting: Promise<unknown> = Promise.resolve();
 
 	constructor(
-		private readonly metadata: MetadataStore,
+		private readonly metadata: Housekeeping & Pick<ReadIndex, 'getBlob'>,
 		private readonly blobs: BlobStore,
 		private readonly access: AccessRecorder | undefined,
 		private readonly log: Logger,
