@@ -13,7 +13,7 @@ import {type BlobStore, FsBlobStore} from './blob-store.js';
 import {type MetadataStore} from './metadata.js';
 import {PostgresMetadataStore} from './postgres.js';
 import {S3BlobStore} from './s3-blob-store.js';
-import {SqliteMetadataStore} from './sqlite.js';
+import {SqliteMetadataStore} from './sqlite/index.js';
 
 export type Stores = {
 	blobs: BlobStore;
