@@ -14,7 +14,7 @@
 import {createHash} from 'node:crypto';
 import pg from 'pg';
 import {type Logger} from '../log.js';
-import {LOCK_KEYS} from '../store/postgres.js';
+import {LOCK_KEYS} from '../store/postgres/index.js';
 import {type Digest} from '../v2/grammar.js';
 
 const CHANNEL = 'mirror_fills';

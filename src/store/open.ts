@@ -11,7 +11,7 @@ import {type Config, ConfigError} from '../config/load.js';
 import {type Logger} from '../log.js';
 import {type BlobStore, FsBlobStore} from './blob-store.js';
 import {type MetadataStore} from './metadata.js';
-import {PostgresMetadataStore} from './postgres.js';
+import {PostgresMetadataStore} from './postgres/index.js';
 import {S3BlobStore} from './s3-blob-store.js';
 import {SqliteMetadataStore} from './sqlite/index.js';
 
