@@ -8,7 +8,7 @@
 import {type Logger} from '../log.js';
 import {type Digest, parseDigest} from '../v2/grammar.js';
 import {type AccessRecorder} from './access.js';
-import {type BlobStore} from './blob-store.js';
+import {type BlobContent} from './blob-store.js';
 import {hashOf} from './hashing.js';
 import {type Housekeeping, type ReadIndex} from './metadata.js';
 
@@ -22,7 +22,7 @@ export class Maintenance {
 
 	constructor(
 		private readonly metadata: Housekeeping & Pick<ReadIndex, 'getBlob'>,
-		private readonly blobs: BlobStore,
+		private readonly blobs: BlobContent,
 		private readonly access: AccessRecorder | undefined,
 		private readonly log: Logger,
 		readonly maxSize: number | undefined,

@@ -9,10 +9,11 @@ import path from 'node:path';
 import {Coordinator} from '../cluster/coordinator.js';
 import {type Config, ConfigError} from '../config/load.js';
 import {type Logger} from '../log.js';
-import {type BlobStore, FsBlobStore} from './blob-store.js';
+import {type BlobStore} from './blob-store.js';
+import {FsBlobStore} from './fs/index.js';
 import {type MetadataStore} from './metadata.js';
 import {PostgresMetadataStore} from './postgres/index.js';
-import {S3BlobStore} from './s3-blob-store.js';
+import {S3BlobStore} from './s3/index.js';
 import {SqliteMetadataStore} from './sqlite/index.js';
 
 export type Stores = {

@@ -7,7 +7,7 @@ import path from 'node:path';
 import {type Readable} from 'node:stream';
 import test, {type ExecutionContext} from 'ava';
 import {type Fill, type FillSource, FillRegistry} from '../../src/proxy/blob-fill.js';
-import {FsBlobStore} from '../../src/store/blob-store.js';
+import {FsBlobStore} from '../../src/store/fs/index.js';
 import {RegistryError} from '../../src/v2/errors.js';
 import {type Digest, parseDigest} from '../../src/v2/grammar.js';
 
