@@ -69,7 +69,7 @@ import {
 import {type Download, download, type Parallel, parallelDownload} from './measure.js';
 import {seed, tokenFor} from './seed.js';
 import {buildMirror, type MirrorCommand, repoRoot} from './servers.js';
-import {PART_SIZE, QUEUE_SIZE, REQUEST_HANDLER} from '../src/store/s3-blob-store.js';
+import {PART_SIZE, QUEUE_SIZE, REQUEST_HANDLER} from '../src/store/s3/index.js';
 
 process.env['AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED'] = 'true';
 
@@ -292,7 +292,7 @@ async function startReplica(command: MirrorCommand, variant: Variant, upstreamUr
 	};
 }
 
-/** The mirror's own S3 settings (src/store/s3-blob-store.ts). */
+/** The mirror's own S3 settings (src/store/s3/bucket.ts). */
 function s3Client(ceph: Ceph): S3Client {
 	return s3ClientFor(ceph, {requestHandler: REQUEST_HANDLER});
 }

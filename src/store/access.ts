@@ -4,14 +4,14 @@
  * (and on shutdown).
  */
 import {type Logger} from '../util/log.js';
-import {type MetadataStore} from './metadata.js';
+import {type Housekeeping} from './metadata.js';
 
 export class AccessRecorder {
 	readonly #pending = new Map<string, {kind: 'blob' | 'manifest'; digest: string; at: number}>();
 	readonly #timer: NodeJS.Timeout;
 
 	constructor(
-		private readonly metadata: MetadataStore,
+		private readonly metadata: Pick<Housekeeping, 'touch'>,
 		intervalMs = 5000,
 		private readonly log?: Logger,
 	) {

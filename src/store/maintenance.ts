@@ -8,9 +8,9 @@
 import {type Logger} from '../util/log.js';
 import {type Digest, parseDigest} from '../v2/grammar.js';
 import {type AccessRecorder} from './access.js';
-import {type BlobStore} from './blob-store.js';
+import {type BlobContent} from './blob-store.js';
 import {hashOf} from './hashing.js';
-import {type MetadataStore} from './metadata.js';
+import {type Housekeeping, type ReadIndex} from './metadata.js';
 
 export const GC_GRACE_MS = 60 * 60 * 1000;
 
@@ -21,8 +21,8 @@ export class Maintenance {
 	#evicting: Promise<unknown> = Promise.resolve();
 
 	constructor(
-		private readonly metadata: MetadataStore,
-		private readonly blobs: BlobStore,
+		private readonly metadata: Housekeeping & Pick<ReadIndex, 'getBlob'>,
+		private readonly blobs: BlobContent,
 		private readonly access: AccessRecorder | undefined,
 		private readonly log: Logger,
 		readonly maxSize: number | undefined,

@@ -1,8 +1,14 @@
 /**
  * The metadata store: everything about repositories, tags, manifests and
- * blobs except the blob bytes. One interface; SQLite is the embedded driver.
- * Every method returns a promise, so a driver that talks over the network
- * fits the same interface as the synchronous embedded one.
+ * blobs except the blob bytes. SQLite is the embedded driver (sqlite/),
+ * PostgreSQL the shared one (postgres/). Every method returns a promise, so a
+ * driver that talks over the network fits the same interface as the
+ * synchronous embedded one.
+ *
+ * The interface is cut by role, so each caller can ask for only what it uses:
+ * ReadIndex (the pull read path), WriteIndex (what fills and pushes record),
+ * UploadIndex (push sessions) and Housekeeping (quota, GC, verify, listings,
+ * access times). MetadataStore is all of them.
  *
  * A repository is identified by its registry and its name: `registry` is the
  * upstream's configured name for cached content and LOCAL_REGISTRY ('') for
@@ -39,14 +45,12 @@ export type ReferrerRecord = {
 	annotations?: Record<string, string>;
 };
 
-export interface MetadataStore {
+/** The pull read path: tags, manifests, blobs and referrers as a client asks for them. */
+export interface ReadIndex {
 	getTag(repo: RepoKey, tag: string): Promise<TagRecord | undefined>;
 	/** A tag with the manifest it points at, in one lookup (the read path of manifests by tag). */
 	getTaggedManifest(repo: RepoKey, tag: string): Promise<(TagRecord & {manifest: ManifestRecord}) | undefined>;
-	/** Records that the upstream still has `tag` at the digest we hold. */
-	markTagChecked(repo: RepoKey, tag: string, now: number): Promise<void>;
 	listTags(repo: RepoKey): Promise<string[]>;
-	putManifest(input: PutManifest): Promise<void>;
 	getManifest(digest: string): Promise<ManifestRecord | undefined>;
 	hasRepoManifest(repo: RepoKey, digest: string): Promise<boolean>;
 	/** The manifest if `repo` links it, in one lookup. */
@@ -58,31 +62,43 @@ export interface MetadataStore {
 	hasRepoBlob(repo: RepoKey, digest: string): Promise<boolean>;
 	/** Whether any repository of `registry` links `digest`. */
 	registryHasBlob(registry: string, digest: string): Promise<boolean>;
+	repositoryExists(repo: RepoKey): Promise<boolean>;
+	/** Repositories with at least one manifest, sorted by (registry, name). */
+	listRepositories(): Promise<RepoKey[]>;
+	listReferrers(repo: RepoKey, subject: string): Promise<ReferrerRecord[]>;
+}
+
+/** What fills and pushes record, and the deletes of local namespaces. */
+export interface WriteIndex {
+	putManifest(input: PutManifest): Promise<void>;
+	/** Records that the upstream still has `tag` at the digest we hold. */
+	markTagChecked(repo: RepoKey, tag: string, now: number): Promise<void>;
 	/** Inserts the blob row (if new) and links it to the repository, in one transaction. */
 	putBlob(repo: RepoKey, blob: {digest: string; size: number; pushed: boolean; now: number}): Promise<void>;
 	linkBlob(repo: RepoKey, digest: string): Promise<void>;
-	/** Batched access-time updates (see AccessRecorder). */
-	touch(entries: ReadonlyArray<{kind: 'blob' | 'manifest'; digest: string; at: number}>): Promise<void>;
-	/** Every blob digest the store knows, for start-up consistency checks. */
-	allBlobDigests(): Promise<string[]>;
 	deleteBlobRecord(digest: string): Promise<void>;
-	// Local namespaces: deletes, discovery, uploads, referrers.
+	putReferrer(repo: RepoKey, subject: string, referrer: ReferrerRecord): Promise<void>;
 	deleteTag(repo: RepoKey, tag: string): Promise<boolean>;
 	/** Unlinks a manifest from a repository with its tags and referrer entries. */
 	deleteRepoManifest(repo: RepoKey, digest: string): Promise<boolean>;
 	unlinkBlob(repo: RepoKey, digest: string): Promise<boolean>;
-	/** Repositories with at least one manifest, sorted by (registry, name). */
-	listRepositories(): Promise<RepoKey[]>;
-	repositoryExists(repo: RepoKey): Promise<boolean>;
+}
+
+/** Upload sessions of pushes (local namespaces); the bytes are in the blob store's UploadStore. */
+export interface UploadIndex {
 	createUpload(upload: {id: string; repo: RepoKey; now: number}): Promise<void>;
 	getUpload(id: string): Promise<UploadRecord | undefined>;
 	setUploadSize(id: string, size: number, now: number): Promise<void>;
 	deleteUpload(id: string): Promise<void>;
 	uploadsIdleSince(before: number): Promise<UploadRecord[]>;
-	putReferrer(repo: RepoKey, subject: string, referrer: ReferrerRecord): Promise<void>;
-	listReferrers(repo: RepoKey, subject: string): Promise<ReferrerRecord[]>;
+}
 
-	// Quota, eviction and garbage collection.
+/** Quota, eviction, garbage collection, verification, listings and access times. */
+export interface Housekeeping {
+	/** Batched access-time updates (see AccessRecorder). */
+	touch(entries: ReadonlyArray<{kind: 'blob' | 'manifest'; digest: string; at: number}>): Promise<void>;
+	/** Every blob digest the store knows, for start-up consistency checks. */
+	allBlobDigests(): Promise<string[]>;
 	/** Bytes of cached (evictable) blobs and manifests. */
 	cachedBytes(): Promise<number>;
 	/** Pushed bytes (never evicted). */
@@ -105,6 +121,9 @@ export interface MetadataStore {
 	deleteBlobRecords(digests: readonly string[]): Promise<void>;
 	/** Repositories with their tags, for listings. */
 	describeRepositories(): Promise<Array<RepoKey & {tags: Array<{tag: string; digest: string; fetchedAt: number}>; bytes: number; lastAccess: number}>>;
+}
+
+export interface MetadataStore extends ReadIndex, WriteIndex, UploadIndex, Housekeeping {
 	/**
 	 * A random secret stored under `name`, made on first use: the same for
 	 * every process sharing the store (replicas verify each other's tokens).

@@ -7,11 +7,12 @@
 import {existsSync} from 'node:fs';
 import path from 'node:path';
 import {type Config, ConfigError} from '../config/load.js';
-import {type BlobStore, FsBlobStore} from './blob-store.js';
+import {type BlobStore} from './blob-store.js';
+import {FsBlobStore} from './fs/index.js';
 import {type MetadataStore} from './metadata.js';
-import {PostgresMetadataStore} from './postgres.js';
-import {S3BlobStore} from './s3-blob-store.js';
-import {SqliteMetadataStore} from './sqlite.js';
+import {PostgresMetadataStore} from './postgres/index.js';
+import {S3BlobStore} from './s3/index.js';
+import {SqliteMetadataStore} from './sqlite/index.js';
 
 export type Stores = {
 	blobs: BlobStore;

@@ -8,7 +8,7 @@ import {type Readable} from 'node:stream';
 import test, {type ExecutionContext} from 'ava';
 import {type Fill, FillRegistry} from '../../src/fill/fill.js';
 import {type FillSource} from '../../src/fill/source.js';
-import {FsBlobStore} from '../../src/store/blob-store.js';
+import {FsBlobStore} from '../../src/store/fs/index.js';
 import {RegistryError} from '../../src/v2/errors.js';
 import {type Digest, parseDigest} from '../../src/v2/grammar.js';
 

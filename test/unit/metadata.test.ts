@@ -6,7 +6,7 @@ import Database from 'better-sqlite3';
 import {AccessRecorder} from '../../src/store/access.js';
 import {LOCAL_REGISTRY, type MetadataStore, type RepoKey} from '../../src/store/metadata.js';
 import {MIGRATIONS} from '../../src/store/migrations.js';
-import {SqliteMetadataStore} from '../../src/store/sqlite.js';
+import {SqliteMetadataStore} from '../../src/store/sqlite/index.js';
 
 const D1 = 'sha256:' + '1'.repeat(64);
 const D2 = 'sha256:' + '2'.repeat(64);

@@ -1,0 +1,35 @@
+/**
+ * The S3 blob store driver, for several replicas sharing one bucket (Ceph's
+ * radosgw in tests; any S3-compatible store). bucket.ts holds the client and
+ * keys, content.ts and temp.ts the committed blobs and fills, uploads.ts the
+ * push sessions.
+ *
+ * Keys under `prefix` in the bucket:
+ *
+ *   blobs/sha256/<first 2 hex>/<64 hex>       committed blobs, each complete and verified
+ *   uploads/<uuid>/session                    an upload session exists (empty object)
+ *   uploads/<uuid>/chunk-<16-digit offset>    the bytes of one PATCH, at that offset
+ *
+ * A fill streams to a multipart upload aimed straight at the blob's key while
+ * clients read the replica's local temp file; the upload is completed only
+ * after the digest checks, and S3 shows an object only once it is complete,
+ * so nothing partial is ever visible in the bucket. A failed fill aborts it.
+ * Upload sessions are objects, not files, because behind a round-robin
+ * balancer one push's PATCHes land on different replicas.
+ */
+import {type S3Config} from '../../config/load.js';
+import {type BlobStore, type UploadStore} from '../blob-store.js';
+import {S3BlobContent} from './content.js';
+import {uploadStore} from './uploads.js';
+
+export {PART_SIZE, QUEUE_SIZE, REQUEST_HANDLER} from './bucket.js';
+
+/** The upload methods: the upload store's own, assigned in the constructor. */
+export interface S3BlobStore extends UploadStore {}
+
+export class S3BlobStore extends S3BlobContent implements BlobStore {
+	constructor(config: S3Config, dir: string) {
+		super(config, dir);
+		Object.assign(this, uploadStore(this.bucket, this.tmpDir));
+	}
+}

@@ -1,0 +1,77 @@
+/**
+ * The SQLite driver's connection, shared by its role objects: one file in
+ * WAL mode, migrated on open, with a cache of prepared statements.
+ */
+import Database from 'better-sqlite3';
+import {type RepoKey} from '../metadata.js';
+import {MIGRATIONS} from '../migrations.js';
+import {SQL} from '../queries.js';
+
+type Statement = Database.Statement<unknown[], unknown>;
+
+export class SqliteDb {
+	readonly #db: Database.Database;
+	readonly #statements = new Map<string, Statement>();
+
+	constructor(file: string) {
+		this.#db = new Database(file);
+		this.#db.pragma('journal_mode = WAL');
+		this.#db.pragma('synchronous = NORMAL');
+		this.#db.pragma('foreign_keys = ON');
+		this.#db.pragma('busy_timeout = 5000');
+		this.#migrate();
+	}
+
+	get schemaVersion(): number {
+		return this.#db.pragma('user_version', {simple: true}) as number;
+	}
+
+	#migrate(): void {
+		const current = this.schemaVersion;
+		if (current > MIGRATIONS.length) {
+			throw new Error(`metadata: database schema version ${current} is newer than this program (${MIGRATIONS.length})`);
+		}
+
+		for (let version = current; version < MIGRATIONS.length; version++) {
+			this.#db.transaction(() => {
+				this.#db.exec(MIGRATIONS[version]!);
+				this.#db.pragma(`user_version = ${version + 1}`);
+			}).immediate();
+		}
+	}
+
+	/** The prepared statement for `sql`, prepared on first use. */
+	statement(sql: string): Statement {
+		let statement = this.#statements.get(sql);
+		if (!statement) {
+			statement = this.#db.prepare(sql);
+			this.#statements.set(sql, statement);
+		}
+
+		return statement;
+	}
+
+	transaction<T>(work: () => T): Database.Transaction<() => T> {
+		return this.#db.transaction(work);
+	}
+
+	repoId(repo: RepoKey): number | undefined {
+		const row = this.statement(SQL.repoId).get(repo.registry, repo.name) as
+			| {id: number}
+			| undefined;
+		return row?.id;
+	}
+
+	ensureRepo(repo: RepoKey, now: number): number {
+		this.statement('INSERT INTO repositories (registry, name, created_at) VALUES (?, ?, ?) ON CONFLICT DO NOTHING').run(
+			repo.registry,
+			repo.name,
+			now,
+		);
+		return this.repoId(repo)!;
+	}
+
+	close(): void {
+		this.#db.close();
+	}
+}

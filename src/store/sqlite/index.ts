@@ -1,0 +1,36 @@
+/**
+ * The embedded metadata driver: one SQLite file in WAL mode (db.ts), and one
+ * object per role of the MetadataStore interface over it.
+ */
+import {randomBytes} from 'node:crypto';
+import {type Housekeeping, type MetadataStore, type ReadIndex, type UploadIndex, type WriteIndex} from '../metadata.js';
+import {SqliteDb} from './db.js';
+import {housekeeping} from './housekeeping.js';
+import {readIndex} from './read-index.js';
+import {uploadIndex} from './uploads.js';
+import {writeIndex} from './write-index.js';
+
+/** The role methods: the role objects' own, assigned to the store in the constructor. */
+export interface SqliteMetadataStore extends ReadIndex, WriteIndex, UploadIndex, Housekeeping {}
+
+export class SqliteMetadataStore implements MetadataStore {
+	readonly #db: SqliteDb;
+
+	constructor(file: string) {
+		this.#db = new SqliteDb(file);
+		Object.assign(this, readIndex(this.#db), writeIndex(this.#db), uploadIndex(this.#db), housekeeping(this.#db));
+	}
+
+	get schemaVersion(): number {
+		return this.#db.schemaVersion;
+	}
+
+	async sharedSecret(name: string): Promise<string> {
+		this.#db.statement('INSERT INTO settings (name, value) VALUES (?, ?) ON CONFLICT DO NOTHING').run(name, randomBytes(32).toString('hex'));
+		return (this.#db.statement('SELECT value FROM settings WHERE name = ?').get(name) as {value: string}).value;
+	}
+
+	async close(): Promise<void> {
+		this.#db.close();
+	}
+}
