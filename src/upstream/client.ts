@@ -1,20 +1,20 @@
 /**
- * One client per configured upstream registry: the V2 token flow (ping,
- * WWW-Authenticate, token per scope cached until it expires, one retry on a
- * 401), Basic auth, and redirects followed without the Authorization header
- * when they leave the upstream's host (got strips it across origins).
+ * One client per configured upstream registry. Every request goes through one
+ * attempt loop: refused at once while the circuit breaker is open,
+ * authenticated by `TokenAuth` (renewed once on a 401), retried with one
+ * backoff on 502/503/504 and on connections that fail, and counted once by
+ * the breaker. Redirects are followed; got drops the Authorization header
+ * when they leave the upstream's origin.
  */
 import http from 'node:http';
 import https from 'node:https';
 import {type IncomingHttpHeaders} from 'node:http';
-import got, {type Got, type Request as GotRequest, type Response as GotResponse, RequestError} from 'got';
-import {LRUCache} from 'lru-cache';
 import {setTimeout as delay} from 'node:timers/promises';
+import got, {type Got, type Request as GotRequest} from 'got';
 import {type UpstreamConfig} from '../config/load.js';
 import {RegistryError, UpstreamError} from '../v2/errors.js';
-import {parseWwwAuthenticate, type Challenge} from './www-authenticate.js';
-import {sameSite} from './site.js';
 import {CircuitBreaker} from './breaker.js';
+import {type AuthResponse, type AuthTransport, TokenAuth} from './token-auth.js';
 
 export type UpstreamResponse = {status: number; headers: IncomingHttpHeaders; body: Buffer};
 export type UpstreamStream = {status: number; headers: IncomingHttpHeaders; body: GotRequest};
@@ -25,32 +25,30 @@ export type UpstreamEvents = {
 	onError?: (upstream: string) => void;
 };
 
-type TokenResponse = {token?: string; access_token?: string; expires_in?: number};
+/** The response of one HTTP attempt; `dispose` releases a body nobody will read. */
+type Attempt<B> = {status: number; headers: IncomingHttpHeaders; body: B; dispose: () => void};
+/** Makes one HTTP attempt with these extra headers (the Authorization, if any). */
+type Open<B> = (headers: Record<string, string>) => Promise<Attempt<B>>;
+type GetOptions = {method?: 'GET' | 'HEAD'; searchParams?: URLSearchParams; headers?: Record<string, string>};
 
 const RETRYABLE_STATUS: ReadonlySet<number> = new Set([502, 503, 504]);
 const MAX_RETRIES = 2;
 const RETRY_DELAY_MS = 200;
 /** Connection failures worth another try; a timeout is not (the upstream is slow, waiting again only doubles it). */
 const RETRYABLE_ERRORS: ReadonlySet<string> = new Set(['ECONNRESET', 'ECONNREFUSED', 'EPIPE', 'EAI_AGAIN', 'ENETUNREACH', 'EHOSTUNREACH']);
-
-function isRetryableConnectionError(error: unknown): boolean {
-	const code = (error as {code?: unknown} | undefined)?.code;
-	return typeof code === 'string' && RETRYABLE_ERRORS.has(code);
-}
-
 const USER_AGENT = 'registry-mirror/0.1 (+pull-through cache)';
-const DEFAULT_TOKEN_TTL_S = 60;
-const TOKEN_MARGIN_MS = 10_000;
+
+/** The one backoff, for retried statuses and failed connections alike: 200 ms, then 400 ms. */
+async function backoff(attempt: number): Promise<void> {
+	await delay(RETRY_DELAY_MS * 2 ** attempt);
+}
 
 export class UpstreamClient {
 	readonly name: string;
 	readonly #config: UpstreamConfig;
 	readonly #got: Got;
 	readonly #events: UpstreamEvents;
-	#challenge: Challenge | null | undefined;
-	#pinging: Promise<Challenge | null> | undefined;
-	readonly #tokens = new LRUCache<string, string>({max: 2000});
-	readonly #tokenFetches = new Map<string, Promise<string>>();
+	readonly #auth: TokenAuth;
 	readonly breaker = new CircuitBreaker();
 	/** The last `ratelimit-remaining` the upstream sent (Docker Hub: pulls left in its window). */
 	rateLimitRemaining: string | undefined;
@@ -71,14 +69,17 @@ export class UpstreamClient {
 				https: new https.Agent({keepAlive: true, maxSockets: 64}),
 			},
 			timeout: {connect: 10_000, secureConnect: 10_000, response: config.timeoutMs, socket: config.timeoutMs},
-			retry: {
-				limit: MAX_RETRIES,
-				methods: ['GET', 'HEAD'],
-				statusCodes: [],
-				errorCodes: [...RETRYABLE_ERRORS],
-				calculateDelay: ({attemptCount, computedValue}) => (computedValue === 0 ? 0 : 150 * 2 ** (attemptCount - 1)),
-			},
+			retry: {limit: 0}, // the attempt loop below is the one retry policy
 		});
+		const transport: AuthTransport = {
+			ping: async () => {
+				const response = await this.#forAuth('ping', this.url('/v2/'), {});
+				this.#checkServerSide(response.status, response.headers);
+				return response;
+			},
+			token: async (realm, options) => this.#forAuth('token', realm, options),
+		};
+		this.#auth = new TokenAuth(config, transport, events.onWarning);
 	}
 
 	get config(): UpstreamConfig {
@@ -89,70 +90,17 @@ export class UpstreamClient {
 		return `${this.#config.url}${path}`;
 	}
 
-	/**
-	 * A buffered request (manifests, tags, HEADs) with auth, one retry on a
-	 * 401, and retries with backoff on 502/503/504 and on connections that
-	 * fail (got retries those itself).
-	 */
+	/** A buffered request (manifests, tags, HEADs). */
 	async request(
 		method: 'GET' | 'HEAD',
 		path: string,
 		options: {scope: string; accept?: string; kind: string; searchParams?: URLSearchParams},
 	): Promise<UpstreamResponse> {
-		this.#gate();
-		let renewed = false;
-		for (let attempt = 0; ; attempt++) {
-			const authorization = await this.#authorization(options.scope);
-			let response: GotResponse<Buffer>;
-			try {
-				response = await this.#got(this.url(path), {
-					method,
-					searchParams: options.searchParams,
-					headers: {...(options.accept ? {accept: options.accept} : {}), ...(authorization ? {authorization} : {})},
-					responseType: 'buffer',
-				});
-			} catch (error) {
-				this.#events.onRequest?.(this.name, method, options.kind, 0);
-				this.#outcome(false);
-				throw this.#unreachable(error);
-			}
-
-			this.#events.onRequest?.(this.name, method, options.kind, response.statusCode);
-			if (response.statusCode === 401 && !renewed) {
-				renewed = true;
-				this.#renewChallenge(response.headers, options.scope);
-				continue;
-			}
-
-			if (RETRYABLE_STATUS.has(response.statusCode) && attempt < MAX_RETRIES) {
-				await delay(RETRY_DELAY_MS * 2 ** attempt);
-				continue;
-			}
-
-			this.#outcome(response.statusCode < 500);
-			this.#checkServerSide(response.statusCode, response.headers);
-			return {status: response.statusCode, headers: response.headers, body: response.body};
-		}
-	}
-
-	/** Refuses at once while the circuit is open: the upstream is known to be down. */
-	#gate(): void {
-		if (!this.breaker.allow()) {
-			throw new RegistryError('UNAVAILABLE', {
-								message: `upstream ${this.name} is failing; not asking it again for ${Math.ceil(this.breaker.retryInMs() / 1000)}s`,
-				detail: {upstream: this.name, circuit: 'open'},
-			});
-		}
-	}
-
-	/** The outcome of one client-level request (after its retries) feeds the breaker once. */
-	#outcome(ok: boolean): void {
-		if (ok) {
-			this.breaker.success();
-		} else {
-			this.breaker.failure();
-			this.#events.onError?.(this.name);
-		}
+		const accept: Record<string, string> = options.accept ? {accept: options.accept} : {};
+		const open: Open<Buffer> = async headers =>
+			this.#buffered(this.url(path), {method, searchParams: options.searchParams, headers: {...accept, ...headers}});
+		const {status, headers, body} = await this.#send(method, options, open);
+		return {status, headers, body};
 	}
 
 	/**
@@ -161,69 +109,113 @@ export class UpstreamClient {
 	 * The caller consumes or destroys `body`.
 	 */
 	async stream(path: string, options: {scope: string; kind: string}): Promise<UpstreamStream> {
-		this.#gate();
-		let renewed = false;
-		for (let attempt = 0; ; attempt++) {
-			const authorization = await this.#authorization(options.scope);
-			const request = this.#got.stream(this.url(path), {
-				headers: authorization ? {authorization} : {},
-				retry: {limit: 0},
-			});
-			let response: http.IncomingMessage;
+		const open: Open<GotRequest> = async headers => {
+			const request = this.#got.stream(this.url(path), {headers});
 			try {
-				response = await new Promise<http.IncomingMessage>((resolve, reject) => {
+				const response = await new Promise<http.IncomingMessage>((resolve, reject) => {
 					request.once('response', resolve);
 					request.once('error', reject);
 				});
+				return {status: response.statusCode ?? 502, headers: response.headers, body: request, dispose: () => request.destroy()};
 			} catch (error) {
 				request.destroy();
-				this.#events.onRequest?.(this.name, 'GET', options.kind, 0);
-				if (attempt < MAX_RETRIES && isRetryableConnectionError(error)) {
-					await delay(RETRY_DELAY_MS * 2 ** attempt);
+				throw error;
+			}
+		};
+		const {status, headers, body} = await this.#send('GET', options, open);
+		return {status, headers, body};
+	}
+
+	/**
+	 * One client-level request: gated by the breaker, whose verdict it gets
+	 * once, after the retries; a body other than a 200's is disposed of.
+	 */
+	async #send<B>(method: string, options: {scope: string; kind: string}, open: Open<B>): Promise<Attempt<B>> {
+		if (!this.breaker.allow()) {
+			throw new RegistryError('UNAVAILABLE', {
+				message: `upstream ${this.name} is failing; not asking it again for ${Math.ceil(this.breaker.retryInMs() / 1000)}s`,
+				detail: {upstream: this.name, circuit: 'open'},
+			});
+		}
+
+		const response = await this.#attempts(method, options.kind, open, options.scope);
+		this.#outcome(response.status < 500);
+		if (response.status !== 200) {
+			response.dispose();
+		}
+
+		this.#checkServerSide(response.status, response.headers);
+		return response;
+	}
+
+	/**
+	 * The attempt loop: one HTTP attempt after another until one is final.
+	 * Failed connections (retryable codes) are retried; with a `scope` (a
+	 * client-level request, authenticated) a 401 renews the auth once and
+	 * 502/503/504 are retried too. Up to MAX_RETRIES retries; a connection
+	 * that still fails counts against the breaker and throws.
+	 */
+	async #attempts<B>(method: string, kind: string, open: Open<B>, scope?: string): Promise<Attempt<B>> {
+		let renewed = false;
+		for (let attempt = 0; ; attempt++) {
+			const authorization = scope === undefined ? undefined : await this.#auth.authorization(scope);
+			let response: Attempt<B>;
+			try {
+				response = await open(authorization ? {authorization} : {});
+			} catch (error) {
+				this.#events.onRequest?.(this.name, method, kind, 0);
+				const code = (error as {code?: unknown} | undefined)?.code;
+				if (attempt < MAX_RETRIES && typeof code === 'string' && RETRYABLE_ERRORS.has(code)) {
+					await backoff(attempt);
 					continue;
 				}
 
 				this.#outcome(false);
-				throw this.#unreachable(error);
+				const detail = {upstream: this.name, error: typeof code === 'string' ? code : String(error)};
+				throw new UpstreamError('UNAVAILABLE', {message: `upstream ${this.name} unreachable`, detail, cause: error});
 			}
 
-			const status = response.statusCode ?? 502;
-			this.#events.onRequest?.(this.name, 'GET', options.kind, status);
-			if (status === 401 && !renewed) {
+			this.#events.onRequest?.(this.name, method, kind, response.status);
+			if (scope !== undefined && response.status === 401 && !renewed) {
 				renewed = true;
-				request.destroy();
-				this.#renewChallenge(response.headers, options.scope);
+				response.dispose();
+				this.#auth.renew(response.headers, scope);
 				continue;
 			}
 
-			if (RETRYABLE_STATUS.has(status) && attempt < MAX_RETRIES) {
-				request.destroy();
-				await delay(RETRY_DELAY_MS * 2 ** attempt);
-				continue;
+			if (scope === undefined || !RETRYABLE_STATUS.has(response.status) || attempt >= MAX_RETRIES) {
+				return response;
 			}
 
-			this.#outcome(status < 500);
-			if (status !== 200) {
-				request.destroy();
-				this.#checkServerSide(status, response.headers);
-			}
-
-			return {status, headers: response.headers, body: request};
+			response.dispose();
+			await backoff(attempt);
 		}
 	}
 
-	/** GET for the ping and the token realm, inside a request that passed the gate: failures feed the breaker. */
-	async #plain(url: string, options: {searchParams?: URLSearchParams; headers?: Record<string, string>}): Promise<GotResponse<Buffer>> {
-		try {
-			const response = await this.#got(url, {...options, responseType: 'buffer'});
-			if (response.statusCode >= 500) {
-				this.#outcome(false);
-			}
-
-			return response;
-		} catch (error) {
+	/**
+	 * A GET for the auth (ping, token realm) inside a request that passed the
+	 * gate: its failures feed the breaker, its success is the request's to tell.
+	 */
+	async #forAuth(kind: 'ping' | 'token', url: string, options: GetOptions): Promise<AuthResponse> {
+		const response = await this.#attempts('GET', kind, async () => this.#buffered(url, options));
+		if (response.status >= 500) {
 			this.#outcome(false);
-			throw this.#unreachable(error);
+		}
+
+		return response;
+	}
+
+	async #buffered(url: string, options: GetOptions): Promise<Attempt<Buffer>> {
+		const response = await this.#got(url, {...options, responseType: 'buffer'});
+		return {status: response.statusCode, headers: response.headers, body: response.body, dispose: () => undefined};
+	}
+
+	#outcome(ok: boolean): void {
+		if (ok) {
+			this.breaker.success();
+		} else {
+			this.breaker.failure();
+			this.#events.onError?.(this.name);
 		}
 	}
 
@@ -244,140 +236,8 @@ export class UpstreamClient {
 		}
 
 		if (status >= 500) {
-			throw new UpstreamError('UNAVAILABLE', {
-				message: `upstream ${this.name} answered ${status}`,
-				detail: {upstream: this.name, status},
-			});
+			throw new UpstreamError('UNAVAILABLE', {message: `upstream ${this.name} answered ${status}`, detail: {upstream: this.name, status}});
 		}
-	}
-
-	#unreachable(error: unknown): RegistryError {
-		if (error instanceof RegistryError) {
-			return error;
-		}
-
-		const code = error instanceof RequestError ? error.code : (error as NodeJS.ErrnoException | undefined)?.code;
-		return new UpstreamError('UNAVAILABLE', {
-			message: `upstream ${this.name} unreachable`,
-			detail: {upstream: this.name, error: code ?? String(error)},
-			cause: error,
-		});
-	}
-
-	async #authorization(scope: string): Promise<string | undefined> {
-		const challenge = await this.#ping();
-		if (!challenge) {
-			return undefined;
-		}
-
-		if (challenge.scheme === 'basic') {
-			const credentials = this.#config.credentials;
-			return credentials ? `Basic ${Buffer.from(`${credentials.username}:${credentials.password}`).toString('base64')}` : undefined;
-		}
-
-		if (challenge.scheme !== 'bearer' || !challenge.params['realm']) {
-			return undefined;
-		}
-
-		const token = await this.#token(challenge, scope);
-		return `Bearer ${token}`;
-	}
-
-	/** GET /v2/ once; remember how the upstream wants to be authenticated. */
-	async #ping(): Promise<Challenge | null> {
-		if (this.#challenge !== undefined) {
-			return this.#challenge;
-		}
-
-		this.#pinging ??= (async () => {
-			let response: GotResponse<Buffer>;
-			try {
-				response = await this.#plain(this.url('/v2/'), {});
-			} finally {
-				this.#pinging = undefined;
-			}
-
-			this.#events.onRequest?.(this.name, 'GET', 'ping', response.statusCode);
-			this.#checkServerSide(response.statusCode, response.headers);
-			this.#challenge = response.statusCode === 401 ? this.#pickChallenge(response.headers) : null;
-			return this.#challenge;
-		})();
-		return this.#pinging;
-	}
-
-	#pickChallenge(headers: IncomingHttpHeaders): Challenge | null {
-		const challenges = parseWwwAuthenticate(headers['www-authenticate']);
-		return challenges.find(c => c.scheme === 'bearer') ?? challenges.find(c => c.scheme === 'basic') ?? null;
-	}
-
-	#renewChallenge(headers: IncomingHttpHeaders, scope: string): void {
-		const challenge = this.#pickChallenge(headers);
-		if (challenge) {
-			this.#challenge = challenge;
-		}
-
-		this.#tokens.delete(scope);
-	}
-
-	async #token(challenge: Challenge, scope: string): Promise<string> {
-		const cached = this.#tokens.get(scope);
-		if (cached) {
-			return cached;
-		}
-
-		let pending = this.#tokenFetches.get(scope);
-		if (!pending) {
-			pending = this.#fetchToken(challenge, scope).finally(() => this.#tokenFetches.delete(scope));
-			this.#tokenFetches.set(scope, pending);
-		}
-
-		return pending;
-	}
-
-	async #fetchToken(challenge: Challenge, scope: string): Promise<string> {
-		const realm = challenge.params['realm']!;
-		const searchParams = new URLSearchParams();
-		if (challenge.params['service']) {
-			searchParams.set('service', challenge.params['service']);
-		}
-
-		searchParams.set('scope', scope);
-		const headers: Record<string, string> = {};
-		const credentials = this.#config.credentials;
-		if (credentials) {
-			if (sameSite(realm, this.#config.url)) {
-				headers['authorization'] = `Basic ${Buffer.from(`${credentials.username}:${credentials.password}`).toString('base64')}`;
-				searchParams.set('account', credentials.username);
-			} else {
-				this.#events.onWarning?.('token realm is on another site; requesting an anonymous token', {upstream: this.name, realm});
-			}
-		}
-
-		const response = await this.#plain(realm, {searchParams, headers});
-
-		this.#events.onRequest?.(this.name, 'GET', 'token', response.statusCode);
-		if (response.statusCode !== 200) {
-			throw new UpstreamError('UNAVAILABLE', {
-				message: `token server of upstream ${this.name} answered ${response.statusCode}`,
-				detail: {upstream: this.name, status: response.statusCode},
-			});
-		}
-
-		let body: TokenResponse;
-		try {
-			body = JSON.parse(response.body.toString('utf8')) as TokenResponse;
-		} catch {
-			throw new UpstreamError('UNAVAILABLE', {message: `token server of upstream ${this.name} sent invalid JSON`});
-		}
-
-		const token = body.token ?? body.access_token;
-		if (typeof token !== 'string' || token.length === 0) {
-			throw new UpstreamError('UNAVAILABLE', {message: `token server of upstream ${this.name} sent no token`});
-		}
-
-		const lifetimeMs = (typeof body.expires_in === 'number' && body.expires_in > 0 ? body.expires_in : DEFAULT_TOKEN_TTL_S) * 1000;
-		this.#tokens.set(scope, token, {ttl: Math.max(1000, lifetimeMs - Math.min(TOKEN_MARGIN_MS, lifetimeMs / 4))});
-		return token;
 	}
 }
 
