@@ -15,7 +15,7 @@
  * owner, or by filling here once the dead replica's lock is released.
  */
 import {Readable} from 'node:stream';
-import {type BlobStore, type ByteRange} from '../store/blob-store.js';
+import {type BlobContent, type ByteRange} from '../store/blob-store.js';
 import {type BlobRequest, type BlobResult, type BlobSource} from '../fill/source.js';
 import {type UpstreamFills} from '../fill/upstream-fills.js';
 import {type Logger} from '../util/log.js';
@@ -39,7 +39,7 @@ export type PeerBlob = {size: number; origin: string | undefined; open(range: By
 export type ClusterBlobsDeps = {
 	coordinator: Coordinator;
 	peers: Peers;
-	content: Pick<BlobStore, 'size' | 'createReadStream'>;
+	content: Pick<BlobContent, 'size' | 'createReadStream'>;
 	log: Logger;
 };
 

@@ -12,10 +12,10 @@
  */
 import {EventEmitter} from 'node:events';
 import {type Readable} from 'node:stream';
-import {type BlobStore, type ByteRange, type TempBlob} from '../store/blob-store.js';
+import {type BlobContent, type ByteRange, type TempBlob} from '../store/blob-store.js';
 
 /** What a fill needs of the blob store: a temp file to write, and removal of a blob it failed to record. */
-export type FillStore = Pick<BlobStore, 'createTemp' | 'remove'>;
+export type FillStore = Pick<BlobContent, 'createTemp' | 'remove'>;
 import {type FillSource} from './source.js';
 import {HashingWriter} from '../store/hashing.js';
 import {type Digest} from '../v2/grammar.js';

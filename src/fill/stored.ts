@@ -6,14 +6,14 @@
  * handed out under a name whose upstream does not have it.
  */
 import {type AccessRecorder} from '../store/access.js';
-import {type BlobStore} from '../store/blob-store.js';
-import {type MetadataStore} from '../store/metadata.js';
+import {type BlobContent} from '../store/blob-store.js';
+import {type ReadIndex, type WriteIndex} from '../store/metadata.js';
 import {RegistryError, isUpstreamFailure} from '../v2/errors.js';
 import {type BlobRequest, type BlobResult, type BlobSource} from './source.js';
 
 export type StoredBlobsDeps = {
-	index: Pick<MetadataStore, 'getBlob' | 'getBlobFor' | 'registryHasBlob' | 'linkBlob' | 'deleteBlobRecord'>;
-	content: Pick<BlobStore, 'size' | 'createReadStream'>;
+	index: Pick<ReadIndex, 'getBlob' | 'getBlobFor' | 'registryHasBlob'> & Pick<WriteIndex, 'linkBlob' | 'deleteBlobRecord'>;
+	content: Pick<BlobContent, 'size' | 'createReadStream'>;
 	access: Pick<AccessRecorder, 'touch'>;
 };
 

@@ -5,7 +5,7 @@
  * growing file, and the blob is recorded only after its digest checks (see
  * fill.ts). Quota room is made before the first byte is written.
  */
-import {type MetadataStore} from '../store/metadata.js';
+import {type WriteIndex} from '../store/metadata.js';
 import {RegistryError} from '../v2/errors.js';
 import {type Digest} from '../v2/grammar.js';
 import {type Fill, FillRegistry, type FillStore} from './fill.js';
@@ -17,7 +17,7 @@ export type Quota = {reserve(size: number): Promise<void>; settle(): void};
 
 export type UpstreamFillsDeps = {
 	content: FillStore;
-	index: Pick<MetadataStore, 'putBlob' | 'linkBlob'>;
+	index: Pick<WriteIndex, 'putBlob' | 'linkBlob'>;
 	quota?: Quota;
 	/** Bytes received from an upstream, per chunk (metrics). */
 	onFetched?: (upstream: string, bytes: number) => void;

@@ -6,7 +6,7 @@ import {type UploadService} from '../local/uploads.js';
 import {type LocalTarget, type NamespaceRouter, type Target} from '../service/namespaces.js';
 import {type ReadService} from '../service/read-service.js';
 import {type ProxyService} from '../proxy/service.js';
-import {type MetadataStore} from '../store/metadata.js';
+import {type ReadIndex} from '../store/metadata.js';
 import {type Metrics} from '../ops/metrics.js';
 import {type EventAction, type EventTarget, type Notifier} from '../ops/notify.js';
 import {RegistryError} from '../v2/errors.js';
@@ -18,7 +18,8 @@ export type HandlerDeps = {
 	local: LocalService;
 	writer: LocalWriter;
 	uploads: UploadService;
-	metadata: MetadataStore;
+	/** Discovery (catalog, referrers) reads the index directly. */
+	metadata: Pick<ReadIndex, 'listRepositories' | 'listReferrers'>;
 	/** The path prefix the API is served under ('' or like /registry). */
 	prefix: string;
 	/** Base URL for Location headers (public_url), or '' for relative ones. */

@@ -3,7 +3,7 @@
  * checked, stored byte for byte), deletes, and cross-repository mounts.
  */
 import {type LocalTarget, type Target} from '../service/namespaces.js';
-import {type MetadataStore, type ReferrerRecord} from '../store/metadata.js';
+import {type ReadIndex, type ReferrerRecord, type WriteIndex} from '../store/metadata.js';
 import {RegistryError} from '../v2/errors.js';
 import {type Digest, type Reference} from '../v2/grammar.js';
 import {parseManifest} from '../v2/manifest.js';
@@ -11,7 +11,7 @@ import {parseManifest} from '../v2/manifest.js';
 export type PutManifestResult = {digest: string; mediaType: string; subject?: string};
 
 export class LocalWriter {
-	constructor(private readonly metadata: MetadataStore) {}
+	constructor(private readonly metadata: ReadIndex & WriteIndex) {}
 
 	async putManifest(target: LocalTarget, reference: Reference, content: Buffer, contentType: string | undefined): Promise<PutManifestResult> {
 		const repo = target.repo;

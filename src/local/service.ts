@@ -2,8 +2,8 @@
 import {type LocalTarget} from '../service/namespaces.js';
 import {type BlobResult, type ManifestResult, type ReadService, type TagList, type TagPage} from '../service/read-service.js';
 import {type AccessRecorder} from '../store/access.js';
-import {type BlobStore} from '../store/blob-store.js';
-import {type ManifestRecord, type MetadataStore} from '../store/metadata.js';
+import {type BlobContent} from '../store/blob-store.js';
+import {type ManifestRecord, type ReadIndex} from '../store/metadata.js';
 import {RegistryError} from '../v2/errors.js';
 import {type Digest, type Reference} from '../v2/grammar.js';
 import {paginate} from '../v2/pagination.js';
@@ -11,8 +11,8 @@ import {negotiate} from '../service/negotiate.js';
 
 export class LocalService implements ReadService<LocalTarget> {
 	constructor(
-		protected readonly metadata: MetadataStore,
-		protected readonly blobs: BlobStore,
+		protected readonly metadata: ReadIndex,
+		protected readonly blobs: Pick<BlobContent, 'size' | 'createReadStream'>,
 		protected readonly access: AccessRecorder,
 	) {}
 

@@ -8,10 +8,10 @@
  */
 import {createHash, randomUUID, type Hash} from 'node:crypto';
 import {type Logger} from '../util/log.js';
-import {type BlobStore} from '../store/blob-store.js';
+import {type BlobContent, type UploadStore} from '../store/blob-store.js';
 import {HashingWriter, hashOf} from '../store/hashing.js';
 import {KeyedQueue} from '../util/single-flight.js';
-import {type MetadataStore, type RepoKey, type UploadRecord} from '../store/metadata.js';
+import {type RepoKey, type UploadIndex, type UploadRecord, type WriteIndex} from '../store/metadata.js';
 import {ChunkRangeError, RegistryError} from '../v2/errors.js';
 import {type Digest} from '../v2/grammar.js';
 
@@ -29,8 +29,8 @@ export class UploadService {
 	readonly #now: () => number;
 
 	constructor(
-		private readonly metadata: MetadataStore,
-		private readonly blobs: BlobStore,
+		private readonly metadata: UploadIndex & Pick<WriteIndex, 'putBlob'>,
+		private readonly blobs: UploadStore & Pick<BlobContent, 'createTemp'>,
 		private readonly log: Logger,
 		now: () => number = Date.now,
 	) {

@@ -8,13 +8,14 @@ import {LRUCache} from 'lru-cache';
 import {type CachedTarget} from '../service/namespaces.js';
 import {type ManifestResult} from '../service/read-service.js';
 import {type AccessRecorder} from '../store/access.js';
-import {type ManifestRecord, type MetadataStore, type TagRecord} from '../store/metadata.js';
+import {type ManifestRecord, type ReadIndex, type TagRecord, type WriteIndex} from '../store/metadata.js';
 import {type UpstreamClient, pullScope} from '../upstream/client.js';
 import {RegistryError, isUpstreamFailure} from '../v2/errors.js';
 import {type Digest, type Reference} from '../v2/grammar.js';
 import {MANIFEST_ACCEPT} from '../v2/media-types.js';
 import {parseManifest} from '../v2/manifest.js';
 import {type Logger} from '../util/log.js';
+import {SingleFlight} from '../util/single-flight.js';
 import {checkUpstreamStatus} from './upstream-status.js';
 
 type TaggedManifest = TagRecord & {manifest: ManifestRecord};
@@ -24,7 +25,7 @@ type Fetched = {manifest: ManifestRecord; references: string[]};
 export const NEGATIVE_TTL_MS = 5000;
 
 export type ProxyManifestDeps = {
-	metadata: MetadataStore;
+	metadata: Pick<ReadIndex, 'getTaggedManifest' | 'getRepoManifest' | 'getManifest'> & Pick<WriteIndex, 'putManifest' | 'markTagChecked'>;
 	upstream: (name: string) => UpstreamClient;
 	access: AccessRecorder;
 	log: Logger;
@@ -34,7 +35,8 @@ export type ProxyManifestDeps = {
 };
 
 export class ProxyManifests {
-	readonly #inflight = new Map<string, Promise<ManifestResult>>();
+	/** One upstream fetch per repository and reference at a time. */
+	readonly #inflight = new SingleFlight<string, ManifestResult>();
 	readonly #missing = new LRUCache<string, RegistryError>({max: 10_000, ttl: NEGATIVE_TTL_MS});
 	readonly #now: () => number;
 
@@ -63,21 +65,17 @@ export class ProxyManifests {
 			throw missing;
 		}
 
-		let pending = this.#inflight.get(key);
-		if (!pending) {
-			pending = (reference.kind === 'digest' ? this.#byDigest(target, reference.digest) : this.#byTag(target, reference.tag, tagged))
-				.catch((error: unknown) => {
-					if (error instanceof RegistryError && error.code === 'MANIFEST_UNKNOWN' && !target.upstream.offline) {
-						this.#missing.set(key, error);
-					}
+		return this.#inflight.run(key, async () => {
+			try {
+				return await (reference.kind === 'digest' ? this.#byDigest(target, reference.digest) : this.#byTag(target, reference.tag, tagged));
+			} catch (error) {
+				if (error instanceof RegistryError && error.code === 'MANIFEST_UNKNOWN' && !target.upstream.offline) {
+					this.#missing.set(key, error);
+				}
 
-					throw error;
-				})
-				.finally(() => this.#inflight.delete(key));
-			this.#inflight.set(key, pending);
-		}
-
-		return pending;
+				throw error;
+			}
+		});
 	}
 
 	#isFresh(target: CachedTarget, tagged: TaggedManifest): boolean {

@@ -2,7 +2,7 @@
 import {type CachedTarget} from '../service/namespaces.js';
 import {negotiate} from '../service/negotiate.js';
 import {type BlobResult, type ManifestResult, type ReadService, type TagList, type TagPage} from '../service/read-service.js';
-import {type MetadataStore} from '../store/metadata.js';
+import {type ReadIndex} from '../store/metadata.js';
 import {type UpstreamClient, pullScope} from '../upstream/client.js';
 import {RegistryError, isUpstreamFailure} from '../v2/errors.js';
 import {type Digest, type Reference} from '../v2/grammar.js';
@@ -15,7 +15,7 @@ export class ProxyService implements ReadService<CachedTarget> {
 	constructor(
 		private readonly manifests: ProxyManifests,
 		private readonly blobs: ProxyBlobs,
-		private readonly metadata: MetadataStore,
+		private readonly metadata: Pick<ReadIndex, 'listTags'>,
 		private readonly upstream: (name: string) => UpstreamClient,
 	) {}
 
