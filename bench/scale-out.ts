@@ -37,7 +37,7 @@ import {readFile, rm, writeFile} from 'node:fs/promises';
 import {arch, loadavg, release, setPriority, totalmem} from 'node:os';
 import {join} from 'node:path';
 import {performance} from 'node:perf_hooks';
-import {CreateBucketCommand, GetObjectCommand, HeadObjectCommand, S3Client} from '@aws-sdk/client-s3';
+import {CreateBucketCommand, GetObjectCommand, HeadObjectCommand, type S3Client} from '@aws-sdk/client-s3';
 import {Upload} from '@aws-sdk/lib-storage';
 import {getSignedUrl} from '@aws-sdk/s3-request-presigner';
 import {stringify} from 'yaml';

@@ -1,5 +1,5 @@
 /** `registry-mirror serve`: load the config, open the stores, listen, and drain on SIGTERM. */
-import {createServer as createHttpServer, type Server} from 'node:http';
+import {createServer as createHttpServer, type IncomingMessage, type Server, type ServerResponse} from 'node:http';
 import {createServer as createHttpsServer} from 'node:https';
 import {readFileSync} from 'node:fs';
 import {openRegistry} from '../compose/registry.js';
@@ -12,7 +12,8 @@ export async function serve(config: Config): Promise<void> {
 	const log = createLogger(process.env['LOG_LEVEL'] ?? config.logLevel);
 	const registry = await openRegistry(config, log);
 	const app = createApp(registry);
-	const handler = app.callback();
+	const callback = app.callback();
+	const handler = (request: IncomingMessage, response: ServerResponse): void => void callback(request, response);
 	const server: Server = config.tls
 		? createHttpsServer({cert: readFileSync(config.tls.cert), key: readFileSync(config.tls.key)}, handler)
 		: createHttpServer(handler);
@@ -55,6 +56,10 @@ export async function serve(config: Config): Promise<void> {
 		});
 	};
 
-	process.on('SIGTERM', () => stop('SIGTERM'));
-	process.on('SIGINT', () => stop('SIGINT'));
+	process.on('SIGTERM', () => {
+		stop('SIGTERM');
+	});
+	process.on('SIGINT', () => {
+		stop('SIGINT');
+	});
 }

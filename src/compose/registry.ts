@@ -105,9 +105,8 @@ export async function openRegistry(config: Config, log: Logger): Promise<Registr
 	const exclusive: Exclusive = coordinator ? async task => coordinator.exclusive(task) : alone;
 	const access = new AccessRecorder(metadata, undefined, log);
 	const upstreams = new Map<string, UpstreamClient>();
-	let fills: UpstreamFills | undefined;
 	const metrics = new Metrics({
-		fillsInFlight: () => fills?.size ?? 0,
+		fillsInFlight: () => fills.size,
 		storeBytes: async () => ({cached: await metadata.cachedBytes(), pushed: await metadata.pushedBytes()}),
 		maxSize: config.storage.maxSize,
 		upstreams: () =>
@@ -128,7 +127,7 @@ export async function openRegistry(config: Config, log: Logger): Promise<Registr
 
 	const maintenance = new Maintenance(metadata, blobs, access, log, config.storage.maxSize);
 	const stored = new StoredBlobs({index: metadata, content: blobs, access});
-	fills = new UpstreamFills(stored, {
+	const fills = new UpstreamFills(stored, {
 		content: blobs,
 		index: metadata,
 		quota: config.storage.maxSize === undefined ? undefined : new Quota(maintenance, exclusive, log),
@@ -151,7 +150,6 @@ export async function openRegistry(config: Config, log: Logger): Promise<Registr
 		},
 	});
 	const proxyBlobs = new ProxyBlobs({source, upstream, onResult: (name, outcome) => metrics.cache.inc({kind: 'blob', outcome, upstream: name})});
-	const filling = fills;
 	return {
 		config,
 		log,
@@ -175,7 +173,7 @@ export async function openRegistry(config: Config, log: Logger): Promise<Registr
 		tokenSecret: Buffer.from(await metadata.sharedSecret('token-secret'), 'hex'),
 		async close() {
 			clearInterval(sweeper);
-			await filling.drain();
+			await fills.drain();
 			await access.close();
 			await coordinator?.close();
 			await stores.close();

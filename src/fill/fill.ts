@@ -67,9 +67,9 @@ export class Fill extends EventEmitter implements GrowingBlob {
 					if (this.state === 'done') {
 						resolve();
 					} else if (this.state === 'failed') {
-						reject(this.error);
+						reject(this.error ?? new Error('cache fill failed'));
 					} else {
-						this.once('finished', () => (this.state === 'done' ? resolve() : reject(this.error)));
+						this.once('finished', () => (this.state === 'done' ? resolve() : reject(this.error ?? new Error('cache fill failed'))));
 					}
 				}),
 		);

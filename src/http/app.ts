@@ -61,7 +61,13 @@ export function createApp(deps: AppDeps): Koa<RequestState> {
 	if (auth) {
 		const apiRoot = `${prefix}/v2`;
 		const guard = authMiddleware(auth);
-		app.use(async (ctx: MirrorContext, next) => (ctx.path === apiRoot || ctx.path.startsWith(`${apiRoot}/`) ? guard(ctx, next) : next()));
+		app.use(async (ctx: MirrorContext, next) => {
+			if (ctx.path === apiRoot || ctx.path.startsWith(`${apiRoot}/`)) {
+				await guard(ctx, next);
+			} else {
+				await next();
+			}
+		});
 	}
 
 	const router = createRouter(

@@ -82,7 +82,7 @@ export function writableTargetOf(ctx: MirrorContext, deps: HandlerDeps): LocalTa
 }
 
 export function readService(deps: HandlerDeps, target: Target): ReadService {
-	return (target.kind === 'cached' ? deps.proxy : deps.local) as ReadService;
+	return target.kind === 'cached' ? deps.proxy : deps.local;
 }
 
 /** A Location header value for a path under /v2/. */

@@ -9,7 +9,6 @@ import test, {type ExecutionContext} from 'ava';
 import {
 	EMPTY_JSON,
 	MEDIA,
-	SPEC_ERROR_CODES,
 	blob,
 	configBlob,
 	errorCodes,

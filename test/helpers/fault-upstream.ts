@@ -11,7 +11,6 @@
  */
 import {createHash, randomBytes} from 'node:crypto';
 import {type IncomingHttpHeaders, type IncomingMessage, type Server, type ServerResponse, createServer, request} from 'node:http';
-import {type Socket} from 'node:net';
 import {setTimeout as sleep} from 'node:timers/promises';
 import {closeServer, listenLocal} from './process.js';
 
@@ -292,7 +291,7 @@ export async function startFaultUpstream(options: FaultUpstreamOptions = {}): Pr
 			}
 
 			case 'drop': {
-				(req.socket as Socket).resetAndDestroy();
+				(req.socket).resetAndDestroy();
 				return true;
 			}
 
@@ -373,7 +372,7 @@ export async function startFaultUpstream(options: FaultUpstreamOptions = {}): Pr
 			case 'reset': {
 				await write(res, body.subarray(0, fault.afterBytes ?? half));
 				await sleep(fault.delayMs ?? 100);
-				(res.socket as Socket | null)?.resetAndDestroy();
+				(res.socket)?.resetAndDestroy();
 				return;
 			}
 
@@ -383,7 +382,7 @@ export async function startFaultUpstream(options: FaultUpstreamOptions = {}): Pr
 				if (chunked) {
 					res.end(); // a well-formed, complete-looking chunked response
 				} else {
-					(res.socket as Socket | null)?.end();
+					(res.socket)?.end();
 				}
 
 				return;

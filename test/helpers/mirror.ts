@@ -106,7 +106,8 @@ export async function startMirror(options: MirrorOptions): Promise<Mirror> {
 	const registry = await openRegistry(config, log);
 	const app = createApp(registry);
 	const {createServer} = await import('node:http');
-	const server: Server = createServer(app.callback());
+	const callback = app.callback();
+	const server: Server = createServer((request, response) => void callback(request, response));
 	const port = await listenLocal(server, options.port ?? 0);
 	if (registry.coordinator) {
 		registry.coordinator.self = `http://127.0.0.1:${port}`;

@@ -242,11 +242,11 @@ export async function closeServer(server: Server): Promise<void> {
 /** A long-running child (a daemon under test) with its output collected for error messages. */
 export type Daemon = {
 	child: ChildProcess;
-	logs(): string;
+	logs: () => string;
 	/** Whether it exited or could not start. */
-	gone(): boolean;
+	gone: () => boolean;
 	/** Why it is gone, for an error message. */
-	exitReason(): string;
+	exitReason: () => string;
 };
 
 export function spawnDaemon(binary: string, args: string[], stopSignal: NodeJS.Signals = 'SIGTERM'): Daemon {

@@ -39,19 +39,21 @@ function paced(bytesPerSecond: number): Transform {
 	const started = Date.now();
 	let sent = 0;
 	return new Transform({
-		async transform(chunk: Buffer, _encoding, callback) {
-			for (let offset = 0; offset < chunk.length; offset += 64 * 1024) {
-				const piece = chunk.subarray(offset, offset + 64 * 1024);
-				sent += piece.length;
-				const due = started + (sent / bytesPerSecond) * 1000 - Date.now();
-				if (due > 0) {
-					await sleep(due);
+		transform(chunk: Buffer, _encoding, callback) {
+			const pace = async () => {
+				for (let offset = 0; offset < chunk.length; offset += 64 * 1024) {
+					const piece = chunk.subarray(offset, offset + 64 * 1024);
+					sent += piece.length;
+					const due = started + (sent / bytesPerSecond) * 1000 - Date.now();
+					if (due > 0) {
+						await sleep(due);
+					}
+
+					this.push(piece);
 				}
+			};
 
-				this.push(piece);
-			}
-
-			callback();
+			pace().then(() => callback(), callback);
 		},
 	});
 }

@@ -4,7 +4,7 @@ import path from 'node:path';
 import test, {type ExecutionContext} from 'ava';
 import Database from 'better-sqlite3';
 import {AccessRecorder} from '../../src/store/access.js';
-import {LOCAL_REGISTRY, type MetadataStore, type RepoKey} from '../../src/store/metadata.js';
+import {LOCAL_REGISTRY, type RepoKey} from '../../src/store/metadata.js';
 import {MIGRATIONS} from '../../src/store/migrations.js';
 import {SqliteMetadataStore} from '../../src/store/sqlite/index.js';
 
@@ -288,7 +288,7 @@ class RecordingStore {
 
 function recorder(t: ExecutionContext): {access: AccessRecorder; calls: RecordingStore['calls']} {
 	const store = new RecordingStore();
-	const access = new AccessRecorder(store as unknown as MetadataStore, 60_000);
+	const access = new AccessRecorder(store, 60_000);
 	t.teardown(() => access.close());
 	return {access, calls: store.calls};
 }
@@ -343,7 +343,7 @@ test('AccessRecorder with a real store updates last_access on flush only', async
 
 test('AccessRecorder flushes on its timer', async t => {
 	const store = new RecordingStore();
-	const access = new AccessRecorder(store as unknown as MetadataStore, 5);
+	const access = new AccessRecorder(store, 5);
 	t.teardown(() => access.close());
 	access.touch('blob', D1, 1);
 	await new Promise(resolve => setTimeout(resolve, 30));

@@ -20,8 +20,11 @@ import {FsBlobContent} from './content.js';
 import {uploadStore} from './uploads.js';
 
 /** The upload methods: the upload store's own, assigned in the constructor. */
+// The mixin pattern: the interface names the methods the constructor assigns (TypeScript's documented way to type mixins).
+// eslint-disable-next-line @typescript-eslint/no-unsafe-declaration-merging, @typescript-eslint/no-empty-object-type
 export interface FsBlobStore extends UploadStore {}
 
+// eslint-disable-next-line @typescript-eslint/no-unsafe-declaration-merging
 export class FsBlobStore extends FsBlobContent implements BlobStore {
 	readonly uploadsDir: string;
 

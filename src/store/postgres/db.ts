@@ -31,7 +31,7 @@ function createPool(url: string, max = 10): pg.Pool {
 		connectionTimeoutMillis: 5000,
 		idleTimeoutMillis: 30_000,
 		// Sizes and millisecond times are BIGINT: numbers, not strings (they stay far below 2^53).
-		types: {getTypeParser: ((oid: number, format?: string) => (oid === INT8 ? Number : pg.types.getTypeParser(oid, format as 'text'))) as typeof pg.types.getTypeParser},
+		types: {getTypeParser: ((oid: number, format?: string): unknown => (oid === INT8 ? Number : (pg.types.getTypeParser(oid, format as 'text') as unknown))) as typeof pg.types.getTypeParser},
 	});
 	// An idle client losing its connection must not crash the process; the next query reconnects.
 	pool.on('error', () => undefined);

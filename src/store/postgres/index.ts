@@ -14,8 +14,11 @@ import {uploadIndex} from './uploads.js';
 import {writeIndex} from './write-index.js';
 
 /** The role methods: the role objects' own, assigned to the store in the constructor. */
+// The mixin pattern: the interface names the methods the constructor assigns (TypeScript's documented way to type mixins).
+// eslint-disable-next-line @typescript-eslint/no-unsafe-declaration-merging
 export interface PostgresMetadataStore extends ReadIndex, WriteIndex, UploadIndex, Housekeeping {}
 
+// eslint-disable-next-line @typescript-eslint/no-unsafe-declaration-merging
 export class PostgresMetadataStore implements MetadataStore {
 	readonly pool: pg.Pool;
 	readonly #db: PostgresDb;

@@ -25,8 +25,11 @@ import {uploadStore} from './uploads.js';
 export {PART_SIZE, QUEUE_SIZE, REQUEST_HANDLER} from './bucket.js';
 
 /** The upload methods: the upload store's own, assigned in the constructor. */
+// The mixin pattern: the interface names the methods the constructor assigns (TypeScript's documented way to type mixins).
+// eslint-disable-next-line @typescript-eslint/no-unsafe-declaration-merging, @typescript-eslint/no-empty-object-type
 export interface S3BlobStore extends UploadStore {}
 
+// eslint-disable-next-line @typescript-eslint/no-unsafe-declaration-merging
 export class S3BlobStore extends S3BlobContent implements BlobStore {
 	constructor(config: S3Config, dir: string) {
 		super(config, dir);
