@@ -20,61 +20,19 @@ const MAX_RECENT = 20;
 
 export class Metrics {
 	readonly registry = new client.Registry();
-	readonly requests = new client.Counter({
-		name: 'registry_mirror_http_requests_total',
-		help: 'HTTP requests by route, method and status',
-		labelNames: ['route', 'method', 'status'] as const,
-		registers: [this.registry],
-	});
+	readonly requests = this.#counter('registry_mirror_http_requests_total', 'HTTP requests by route, method and status', ['route', 'method', 'status']);
+	readonly cache = this.#counter('registry_mirror_cache_requests_total', 'Cached-namespace lookups by kind (blob, manifest) and outcome (hit, miss, joined, revalidated, stale)', ['kind', 'outcome', 'upstream']);
+	readonly bytesServed = this.#counter('registry_mirror_served_bytes_total', 'Blob and manifest bytes sent to clients', ['kind']);
+	readonly bytesFetched = this.#counter('registry_mirror_upstream_fetched_bytes_total', 'Blob bytes fetched from each upstream', ['upstream']);
+	readonly upstreamRequests = this.#counter('registry_mirror_upstream_requests_total', 'Requests sent to each upstream by kind and status (0 = no answer)', ['upstream', 'kind', 'status']);
+	readonly upstreamErrors = this.#counter('registry_mirror_upstream_errors_total', 'Upstream requests that failed (unreachable, timeout, 5xx)', ['upstream']);
+	readonly upstreamRateLimited = this.#counter('registry_mirror_upstream_rate_limited_total', 'Upstream answers with status 429', ['upstream']);
+	readonly staleServed = this.#counter('registry_mirror_stale_served_total', 'Manifests served stale because the upstream failed', ['upstream']);
 
-	readonly cache = new client.Counter({
-		name: 'registry_mirror_cache_requests_total',
-		help: 'Cached-namespace lookups by kind (blob, manifest) and outcome (hit, miss, joined, revalidated, stale)',
-		labelNames: ['kind', 'outcome', 'upstream'] as const,
-		registers: [this.registry],
-	});
-
-	readonly bytesServed = new client.Counter({
-		name: 'registry_mirror_served_bytes_total',
-		help: 'Blob and manifest bytes sent to clients',
-		labelNames: ['kind'] as const,
-		registers: [this.registry],
-	});
-
-	readonly bytesFetched = new client.Counter({
-		name: 'registry_mirror_upstream_fetched_bytes_total',
-		help: 'Blob bytes fetched from each upstream',
-		labelNames: ['upstream'] as const,
-		registers: [this.registry],
-	});
-
-	readonly upstreamRequests = new client.Counter({
-		name: 'registry_mirror_upstream_requests_total',
-		help: 'Requests sent to each upstream by kind and status (0 = no answer)',
-		labelNames: ['upstream', 'kind', 'status'] as const,
-		registers: [this.registry],
-	});
-
-	readonly upstreamErrors = new client.Counter({
-		name: 'registry_mirror_upstream_errors_total',
-		help: 'Upstream requests that failed (unreachable, timeout, 5xx)',
-		labelNames: ['upstream'] as const,
-		registers: [this.registry],
-	});
-
-	readonly upstreamRateLimited = new client.Counter({
-		name: 'registry_mirror_upstream_rate_limited_total',
-		help: 'Upstream answers with status 429',
-		labelNames: ['upstream'] as const,
-		registers: [this.registry],
-	});
-
-	readonly staleServed = new client.Counter({
-		name: 'registry_mirror_stale_served_total',
-		help: 'Manifests served stale because the upstream failed',
-		labelNames: ['upstream'] as const,
-		registers: [this.registry],
-	});
+	/** A counter in this registry. */
+	#counter<L extends string>(name: string, help: string, labelNames: readonly L[]): client.Counter<L> {
+		return new client.Counter({name, help, labelNames, registers: [this.registry]});
+	}
 
 	readonly pulls = new Map<string, number>();
 	readonly recentPushes: RecentPush[] = [];

@@ -2,6 +2,15 @@
  * Versioned schema. Each entry runs once, in order, inside a transaction;
  * PRAGMA user_version records how many have run. Append, never edit.
  */
+/** A repository's links to blobs or to manifests: the same shape for both. */
+function linkTable(table: string, target: string): string {
+	return `CREATE TABLE ${table} (
+		repository_id INTEGER NOT NULL REFERENCES repositories (id) ON DELETE CASCADE,
+		digest TEXT NOT NULL REFERENCES ${target} (digest) ON DELETE CASCADE,
+		PRIMARY KEY (repository_id, digest)
+	) WITHOUT ROWID;`;
+}
+
 export const MIGRATIONS: readonly string[] = [
 	`
 	CREATE TABLE repositories (
@@ -18,11 +27,7 @@ export const MIGRATIONS: readonly string[] = [
 		created_at INTEGER NOT NULL,
 		last_access INTEGER NOT NULL
 	);
-	CREATE TABLE repository_blobs (
-		repository_id INTEGER NOT NULL REFERENCES repositories (id) ON DELETE CASCADE,
-		digest TEXT NOT NULL REFERENCES blobs (digest) ON DELETE CASCADE,
-		PRIMARY KEY (repository_id, digest)
-	) WITHOUT ROWID;
+	${linkTable('repository_blobs', 'blobs')}
 	CREATE INDEX repository_blobs_digest ON repository_blobs (digest);
 	CREATE TABLE manifests (
 		digest TEXT PRIMARY KEY,
@@ -33,11 +38,7 @@ export const MIGRATIONS: readonly string[] = [
 		created_at INTEGER NOT NULL,
 		last_access INTEGER NOT NULL
 	);
-	CREATE TABLE repository_manifests (
-		repository_id INTEGER NOT NULL REFERENCES repositories (id) ON DELETE CASCADE,
-		digest TEXT NOT NULL REFERENCES manifests (digest) ON DELETE CASCADE,
-		PRIMARY KEY (repository_id, digest)
-	) WITHOUT ROWID;
+	${linkTable('repository_manifests', 'manifests')}
 	CREATE TABLE manifest_references (
 		manifest_digest TEXT NOT NULL REFERENCES manifests (digest) ON DELETE CASCADE,
 		reference_digest TEXT NOT NULL,
