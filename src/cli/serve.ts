@@ -1,9 +1,7 @@
 /** `registry-mirror serve`: load the config, open the stores, listen, and drain on SIGTERM. */
-import {createServer as createHttpServer, type IncomingMessage, type Server, type ServerResponse} from 'node:http';
-import {createServer as createHttpsServer} from 'node:https';
-import {readFileSync} from 'node:fs';
 import {openRegistry} from '../compose/registry.js';
 import {createApp} from '../http/app.js';
+import {createServer} from '../http/server.js';
 import {type Config} from '../config/load.js';
 import {createLogger} from '../util/log.js';
 import {advertiseUrl} from '../cluster/coordinator.js';
@@ -12,14 +10,7 @@ export async function serve(config: Config): Promise<void> {
 	const log = createLogger(process.env['LOG_LEVEL'] ?? config.logLevel);
 	const registry = await openRegistry(config, log);
 	const app = createApp(registry);
-	const callback = app.callback();
-	const handler = (request: IncomingMessage, response: ServerResponse): void => void callback(request, response);
-	const server: Server = config.tls
-		? createHttpsServer({cert: readFileSync(config.tls.cert), key: readFileSync(config.tls.key)}, handler)
-		: createHttpServer(handler);
-	server.keepAliveTimeout = 65_000;
-	server.requestTimeout = 0; // blob uploads and downloads take as long as they take
-	server.headersTimeout = 60_000;
+	const server = createServer(app, config);
 
 	await new Promise<void>((resolve, reject) => {
 		server.once('error', reject);

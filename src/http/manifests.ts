@@ -1,14 +1,32 @@
 import {type MirrorContext, userOf} from './state.js';
 import {MAX_MANIFEST_BYTES} from '../v2/manifest.js';
-import {TooLargeError} from '../v2/errors.js';
+import {RegistryError, TooLargeError} from '../v2/errors.js';
 import {parseAccept} from '../v2/media-types.js';
-import {parseReference} from '../v2/grammar.js';
+import {type Reference, parseReference} from '../v2/grammar.js';
 import {type HandlerDeps, location, notify, params, readService, respondEmpty, targetOf, writableTargetOf} from './context.js';
+
+/**
+ * The reference of a manifest read. One that is neither a valid tag nor a
+ * digest names no manifest: 404 MANIFEST_UNKNOWN, as the distribution-spec
+ * conformance suite expects (writes to it stay 400).
+ */
+function readReference(ctx: MirrorContext): Reference {
+	const raw = params(ctx)['reference'] ?? '';
+	try {
+		return parseReference(raw);
+	} catch (error) {
+		if (error instanceof RegistryError) {
+			throw new RegistryError('MANIFEST_UNKNOWN', {message: `no manifest can have the reference ${JSON.stringify(raw.slice(0, 200))}`, detail: {reason: error.message}});
+		}
+
+		throw error;
+	}
+}
 
 export function getManifest(deps: HandlerDeps) {
 	return async (ctx: MirrorContext): Promise<void> => {
 		const target = targetOf(ctx, deps);
-		const reference = parseReference(params(ctx)['reference'] ?? '');
+		const reference = readReference(ctx);
 		const {manifest, warning} = await readService(deps, target).getManifest(target, reference, parseAccept(ctx.headers.accept));
 		ctx.status = 200;
 		ctx.set('Content-Type', manifest.mediaType);
@@ -33,25 +51,39 @@ export function getManifest(deps: HandlerDeps) {
 	};
 }
 
-/** Reads a request body of at most `limit` bytes. */
+/**
+ * Reads a request body of at most `limit` bytes. Past the limit the rest is
+ * read and thrown away (not cut: a client still sending would see a reset
+ * instead of the 413).
+ */
 async function readBody(ctx: MirrorContext, limit: number): Promise<Buffer> {
-	const declared = Number(ctx.get('content-length') || Number.NaN);
-	if (declared > limit) {
-		throw new TooLargeError('MANIFEST_INVALID', {message: `manifest is larger than ${limit} bytes`});
+	const tooLarge = () => new TooLargeError('MANIFEST_INVALID', {message: `manifest is larger than ${limit} bytes`});
+	const request = ctx.req;
+	if (Number(ctx.get('content-length') || Number.NaN) > limit) {
+		request.resume();
+		throw tooLarge();
 	}
 
-	const chunks: Buffer[] = [];
-	let total = 0;
-	for await (const chunk of ctx.req) {
-		total += (chunk as Buffer).length;
-		if (total > limit) {
-			throw new TooLargeError('MANIFEST_INVALID', {message: `manifest is larger than ${limit} bytes`});
-		}
+	return new Promise<Buffer>((resolve, reject) => {
+		const chunks: Buffer[] = [];
+		let total = 0;
+		const onData = (chunk: Buffer) => {
+			total += chunk.length;
+			if (total <= limit) {
+				chunks.push(chunk);
+				return;
+			}
 
-		chunks.push(chunk as Buffer);
-	}
+			request.off('data', onData);
+			request.resume(); // keeps flowing into nothing until the client is done
+			reject(tooLarge());
+		};
 
-	return Buffer.concat(chunks);
+		request.on('data', onData);
+		request.once('end', () => resolve(Buffer.concat(chunks)));
+		request.once('error', reject);
+		request.once('close', () => reject(new Error('the client went away before the manifest was complete')));
+	});
 }
 
 export function putManifest(deps: HandlerDeps) {

@@ -6,6 +6,7 @@ import {createHash} from 'node:crypto';
 import {type Server} from 'node:http';
 import {openRegistry, type Registry} from '../../src/compose/registry.js';
 import {createApp} from '../../src/http/app.js';
+import {createServer} from '../../src/http/server.js';
 import {parseConfig} from '../../src/config/load.js';
 import {silentLogger, createLogger} from '../../src/util/log.js';
 import {type Ceph, startCeph} from './ceph.js';
@@ -105,9 +106,7 @@ export async function startMirror(options: MirrorOptions): Promise<Mirror> {
 	const log = process.env['MIRROR_TEST_LOG'] ? createLogger(process.env['MIRROR_TEST_LOG']) : silentLogger();
 	const registry = await openRegistry(config, log);
 	const app = createApp(registry);
-	const {createServer} = await import('node:http');
-	const callback = app.callback();
-	const server: Server = createServer((request, response) => void callback(request, response));
+	const server: Server = createServer(app, config);
 	const port = await listenLocal(server, options.port ?? 0);
 	if (registry.coordinator) {
 		registry.coordinator.self = `http://127.0.0.1:${port}`;
