@@ -9,6 +9,10 @@ export type UpstreamConfig = {
 	url: string;
 	tagTtlMs: number;
 	timeoutMs: number;
+	/** How long a client waits for the revalidation of a cached tag before it gets the stale copy. */
+	revalidateTimeoutMs: number;
+	/** The only token realm (its origin) that gets the credentials; default: the /v2/ challenge's realm. */
+	tokenRealm?: string;
 	offline: boolean;
 	credentials?: {username: string; password: string};
 	/** Docker Hub puts single-segment names under library/. */
@@ -114,6 +118,8 @@ export function parseConfig(document: unknown, baseDir: string): Config {
 			url: entry.url,
 			tagTtlMs: entry.tag_ttl,
 			timeoutMs: entry.timeout,
+			revalidateTimeoutMs: entry.revalidate_timeout,
+			tokenRealm: entry.token_realm,
 			offline: entry.offline,
 			credentials: entry.username === undefined ? undefined : {username: entry.username, password: entry.password ?? ''},
 			libraryPrefix: isDockerHub(name, entry.url),

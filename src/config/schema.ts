@@ -73,6 +73,10 @@ const upstream = z.strictObject({
 	password: z.string().optional(),
 	offline: z.boolean().default(false),
 	timeout: duration.default(30_000),
+	/** A cached tag past its TTL is answered within this, stale if the upstream has not answered. */
+	revalidate_timeout: duration.default(3000),
+	/** The only token realm that gets the credentials (default: the realm the upstream's /v2/ challenge names). */
+	token_realm: httpUrl.optional(),
 });
 
 const endpoint = z.strictObject({

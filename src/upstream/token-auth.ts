@@ -3,7 +3,10 @@
  * GET /v2/ once and keep its WWW-Authenticate challenge; for Bearer, a token
  * per scope from the realm (cached until shortly before it expires, one
  * fetch per scope at a time); for Basic, the configured credentials.
- * Credentials go to a token realm only on the upstream's own site.
+ * Credentials go only to the realm the upstream named for itself: the origin
+ * (scheme, host and port) of the Bearer realm in its /v2/ challenge, or the
+ * configured `token_realm`. A later 401 naming a realm elsewhere gets an
+ * anonymous token request at most.
  *
  * The HTTP calls go through the `AuthTransport` the client hands in, so the
  * client's accounting (events, breaker, retries) covers them too.
@@ -14,7 +17,6 @@ import {type UpstreamConfig} from '../config/load.js';
 import {UpstreamError} from '../v2/errors.js';
 import {SingleFlight} from '../util/single-flight.js';
 import {parseWwwAuthenticate, type Challenge} from './www-authenticate.js';
-import {sameSite} from './site.js';
 
 export type AuthResponse = {status: number; headers: IncomingHttpHeaders; body: Buffer};
 
@@ -38,6 +40,8 @@ export class TokenAuth {
 	readonly #warn: AuthWarning | undefined;
 	/** undefined: not pinged yet; null: the upstream asks for no auth. */
 	#challenge: Challenge | null | undefined;
+	/** The origin credentials may go to (see the top of this file). */
+	#trustedRealm: string | undefined;
 	readonly #ping = new SingleFlight<'ping', Challenge | null>();
 	readonly #tokens = new LRUCache<string, string>({max: 2000});
 	readonly #tokenFetches = new SingleFlight<string, string>();
@@ -46,6 +50,7 @@ export class TokenAuth {
 		this.#config = config;
 		this.#transport = transport;
 		this.#warn = warn;
+		this.#trustedRealm = config.tokenRealm === undefined ? undefined : originOf(config.tokenRealm);
 	}
 
 	/** The Authorization header value for a request in `scope`, or undefined when the upstream wants none (or none can be had). */
@@ -76,6 +81,11 @@ export class TokenAuth {
 	async #pingOnce(): Promise<Challenge | null> {
 		const response = await this.#transport.ping();
 		this.#challenge = response.status === 401 ? pickChallenge(response.headers) : null;
+		const realm = this.#challenge?.scheme === 'bearer' ? this.#challenge.params['realm'] : undefined;
+		if (this.#config.tokenRealm === undefined && realm !== undefined) {
+			this.#trustedRealm = originOf(realm);
+		}
+
 		return this.#challenge;
 	}
 
@@ -96,11 +106,11 @@ export class TokenAuth {
 		const headers: Record<string, string> = {};
 		const credentials = this.#config.credentials;
 		if (credentials) {
-			if (sameSite(realm, this.#config.url)) {
+			if (this.#trustedRealm !== undefined && originOf(realm) === this.#trustedRealm) {
 				headers['authorization'] = this.#basic()!;
 				searchParams.set('account', credentials.username);
 			} else {
-				this.#warn?.('token realm is on another site; requesting an anonymous token', {upstream: name, realm});
+				this.#warn?.('token realm is not the one the upstream named for itself; requesting an anonymous token', {upstream: name, realm, trusted: this.#trustedRealm});
 			}
 		}
 
@@ -127,6 +137,15 @@ export class TokenAuth {
 		const lifetimeMs = (typeof body.expires_in === 'number' && body.expires_in > 0 ? body.expires_in : DEFAULT_TOKEN_TTL_S) * 1000;
 		this.#tokens.set(scope, token, {ttl: Math.max(1000, lifetimeMs - Math.min(TOKEN_MARGIN_MS, lifetimeMs / 4))});
 		return token;
+	}
+}
+
+/** scheme://host:port of a URL (undefined-safe for a malformed realm: it matches nothing). */
+function originOf(url: string): string {
+	try {
+		return new URL(url).origin;
+	} catch {
+		return `invalid:${url}`;
 	}
 }
 

@@ -48,10 +48,10 @@ function reply(response: ServerResponse, status: number, body: string | object =
 
 type Event = {method: string; kind: string; status: number};
 
-function client(url: string, credentials?: {username: string; password: string}) {
+function client(url: string, credentials?: {username: string; password: string}, extra: Partial<UpstreamConfig> = {}) {
 	const events: Event[] = [];
 	const warnings: Array<{message: string; fields: Record<string, unknown>}> = [];
-	const config: UpstreamConfig = {name: 'up', url, tagTtlMs: 60_000, timeoutMs: 5000, offline: false, libraryPrefix: false};
+	const config: UpstreamConfig = {name: 'up', url, tagTtlMs: 60_000, timeoutMs: 5000, revalidateTimeoutMs: 3000, offline: false, libraryPrefix: false, ...extra};
 	if (credentials) {
 		config.credentials = credentials;
 	}
@@ -187,17 +187,53 @@ test('credentials go to a token realm on the upstream\'s own host, with the acco
 	t.deepEqual(warnings, []);
 });
 
-test('credentials never go to a token realm on another host: an anonymous token and a warning', async t => {
-	const {registry, realm, tokens} = await bearerUpstream(t, {realmHost: '127.0.0.2'});
+test('credentials go to the realm the upstream\'s /v2/ challenge names, on another host too (auth.docker.io for registry-1.docker.io)', async t => {
+	const {registry, tokens} = await bearerUpstream(t, {realmHost: '127.0.0.2'});
 	const {upstream, warnings} = client(registry.url, {username: 'user', password: 'secret'});
 	t.is((await manifest(upstream)).status, 200);
 	t.is(tokens().length, 1);
-	t.is(tokens()[0]?.authorization, undefined);
-	t.false(tokens()[0]?.query.has('account'));
+	t.is(tokens()[0]?.authorization, basic('user', 'secret'));
+	t.is(tokens()[0]?.query.get('account'), 'user');
 	t.is(registry.count('/token'), 0);
+	t.deepEqual(warnings, []);
+});
+
+test('a later 401 naming a realm on another port of the upstream\'s host gets no credentials: an anonymous token and a warning', async t => {
+	const other = await scripted(t, (_seen, response) => reply(response, 200, {token: 'foreign', expires_in: 300}));
+	const registry = await scripted(t, (seen, response) => {
+		if (seen.path === '/token') {
+			reply(response, 200, {token: 'own', expires_in: 300});
+		} else if (seen.path === '/v2/') {
+			reply(response, 401, '', {'www-authenticate': `Bearer realm="${registry.url}/token",service="svc"`});
+		} else if (seen.authorization === 'Bearer foreign') {
+			reply(response, 200, 'manifest');
+		} else {
+			reply(response, 401, '', {'www-authenticate': `Bearer realm="${other.url}/token",service="svc"`});
+		}
+	});
+	const {upstream, warnings} = client(registry.url, {username: 'user', password: 'secret'});
+	t.is((await manifest(upstream)).status, 200);
+	t.is(registry.count('/token'), 1, 'the own realm first, with the credentials');
+	t.is(registry.seen.find(entry => entry.path === '/token')?.authorization, basic('user', 'secret'));
+	t.is(other.seen.length, 1, 'then the realm the 401 named');
+	t.is(other.seen[0]?.authorization, undefined, 'without the credentials');
+	t.false(other.seen[0]?.query.has('account'));
 	t.deepEqual(warnings, [
-		{message: 'token realm is on another site; requesting an anonymous token', fields: {upstream: 'up', realm: `${realm.url}/token`}},
+		{
+			message: 'token realm is not the one the upstream named for itself; requesting an anonymous token',
+			fields: {upstream: 'up', realm: `${other.url}/token`, trusted: new URL(registry.url).origin},
+		},
 	]);
+});
+
+test('a configured token_realm is the only realm that gets the credentials', async t => {
+	const {registry, realm, tokens} = await bearerUpstream(t, {realmHost: '127.0.0.2'});
+	const {upstream, warnings} = client(registry.url, {username: 'user', password: 'secret'}, {tokenRealm: `${registry.url}/token`});
+	t.is((await manifest(upstream)).status, 200);
+	t.is(tokens().length, 1);
+	t.is(tokens()[0]?.authorization, undefined, 'the challenge named another realm than the configured one');
+	t.is(warnings.length, 1);
+	t.is(warnings[0]?.fields['realm'], `${realm.url}/token`);
 });
 
 test('a redirect to another host is followed without the Authorization header', async t => {
