@@ -116,6 +116,7 @@ export async function openRegistry(config: Config, log: Logger): Promise<Registr
 				state: client.breaker.state,
 				rateLimitRemaining: client.rateLimitRemaining,
 				offline: client.config.offline,
+				...client.health,
 			})),
 	});
 	const upstream = upstreamClients(config, upstreams, metrics, log);

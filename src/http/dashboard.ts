@@ -4,7 +4,7 @@
  */
 import {type MirrorContext} from './state.js';
 import {formatBytes} from '../util/format.js';
-import {type Metrics} from '../ops/metrics.js';
+import {type Metrics, type UpstreamHealth} from '../ops/metrics.js';
 
 const escape = (text: string) =>
 	text.replace(/[&<>"']/g, char => ({'&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;'})[char]!);
@@ -22,7 +22,7 @@ export type DashboardData = {
 	pushedBytes: number;
 	maxSize?: number;
 	fillsInFlight: number;
-	upstreams: Array<{name: string; url: string; state: string; rateLimitRemaining?: string; offline: boolean}>;
+	upstreams: UpstreamHealth[];
 	topImages: Array<{repository: string; pulls: number}>;
 	recentPushes: Array<{repository: string; tag?: string; digest: string; user: string | null; at: number}>;
 	uptimeS: number;
@@ -46,13 +46,28 @@ export async function collectDashboard(metrics: Metrics): Promise<DashboardData>
 	};
 }
 
+/** What a person should know of an upstream: healthy, unreachable (why, how long ago), or failing fast. */
+export function upstreamHealth(upstream: UpstreamHealth, now = Date.now()): string {
+	if (upstream.offline) {
+		return 'offline (cache only)';
+	}
+
+	const failure = upstream.lastFailure;
+	const why = failure ? `${failure.reason}, ${Math.max(0, Math.round((now - failure.at) / 1000))} s ago` : '';
+	if (upstream.state !== 'closed') {
+		return `failing (circuit ${upstream.state}${why ? `; ${why}` : ''})`;
+	}
+
+	return upstream.reachable ? 'healthy' : `unreachable (${why})`;
+}
+
 export function renderDashboard(data: DashboardData): string {
 	const saved = Math.max(0, data.servedBytes - data.fetchedBytes);
 	const disk = data.maxSize ? `${formatBytes(data.cachedBytes)} of ${formatBytes(data.maxSize)} (${percent(data.cachedBytes, data.maxSize)})` : `${formatBytes(data.cachedBytes)} (no quota)`;
 	const upstreamRows = data.upstreams
 		.map(
 			upstream => `<tr><td>${escape(upstream.name)}</td><td>${escape(upstream.url)}</td>
-			<td class="${upstream.state === 'closed' ? 'ok' : 'bad'}">${upstream.offline ? 'offline (cache only)' : upstream.state === 'closed' ? 'healthy' : `failing (${escape(upstream.state)})`}</td>
+			<td class="${upstream.offline || (upstream.state === 'closed' && upstream.reachable) ? 'ok' : 'bad'}">${escape(upstreamHealth(upstream))}</td>
 			<td>${escape(upstream.rateLimitRemaining ?? 'not reported')}</td></tr>`,
 		)
 		.join('');

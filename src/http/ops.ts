@@ -3,7 +3,8 @@ import {randomBytes} from 'node:crypto';
 import {rm, writeFile} from 'node:fs/promises';
 import path from 'node:path';
 import {type MirrorContext} from './state.js';
-import {type Metrics} from '../ops/metrics.js';
+import {type Metrics, type UpstreamHealth} from '../ops/metrics.js';
+import {upstreamHealth} from './dashboard.js';
 
 export function metricsHandler(metrics: Metrics) {
 	return async (ctx: MirrorContext): Promise<void> => {
@@ -18,8 +19,12 @@ export function healthz() {
 	};
 }
 
-/** Ready when the storage directory takes a write and every shared store (database, S3, cluster locks) answers. */
-export function readyz(storageDir: string, checks: Record<string, () => Promise<unknown>>) {
+/**
+ * Ready when the storage directory takes a write and every shared store
+ * (database, S3, cluster locks) answers. Upstreams are reported, not
+ * required: with one unreachable the mirror still serves what it has.
+ */
+export function readyz(storageDir: string, checks: Record<string, () => Promise<unknown>>, upstreams: () => UpstreamHealth[]) {
 	return async (ctx: MirrorContext): Promise<void> => {
 		const results: Record<string, string> = {};
 		try {
@@ -44,7 +49,7 @@ export function readyz(storageDir: string, checks: Record<string, () => Promise<
 
 		const ready = Object.values(results).every(value => value === 'ok');
 		ctx.status = ready ? 200 : 503;
-		ctx.body = {status: ready ? 'ready' : 'not ready', checks: results};
+		ctx.body = {status: ready ? 'ready' : 'not ready', checks: results, upstreams: Object.fromEntries(upstreams().map(upstream => [upstream.name, upstreamHealth(upstream)]))};
 	};
 }
 

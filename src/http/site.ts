@@ -24,7 +24,7 @@ export function siteRoutes(deps: SiteDeps): Router<RequestState> {
 	const router = new Router<RequestState>({strict: true, sensitive: true});
 	router.get(`${prefix}/metrics`, metricsHandler(deps.metrics));
 	router.get(`${prefix}/healthz`, healthz());
-	router.get(`${prefix}/readyz`, readyz(deps.storageDir, deps.checks));
+	router.get(`${prefix}/readyz`, readyz(deps.storageDir, deps.checks, deps.metrics.gauges.upstreams));
 	const page = dashboard(deps.metrics);
 	if (auth) {
 		// The dashboard shows repository names: behind the same login as pulls.

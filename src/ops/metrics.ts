@@ -5,7 +5,8 @@
  */
 import client from 'prom-client';
 
-export type UpstreamHealth = {name: string; url: string; state: string; rateLimitRemaining?: string; offline: boolean};
+/** `state` is the circuit breaker's; `reachable` says whether the last request got an answer (`lastFailure` why not). */
+export type UpstreamHealth = {name: string; url: string; state: string; rateLimitRemaining?: string; offline: boolean; reachable: boolean; lastFailure?: {at: number; reason: string}};
 
 export type Gauges = {
 	fillsInFlight: () => number;

@@ -65,7 +65,7 @@ export class ProxyManifests {
 			throw missing;
 		}
 
-		return this.#inflight.run(key, async () => {
+		const pending = this.#inflight.run(key, async () => {
 			try {
 				return await (reference.kind === 'digest' ? this.#byDigest(target, reference.digest) : this.#byTag(target, reference.tag, tagged));
 			} catch (error) {
@@ -76,6 +76,33 @@ export class ProxyManifests {
 				throw error;
 			}
 		});
+		if (!tagged || target.upstream.offline) {
+			return pending; // a miss has nothing to fall back on: it waits for the upstream (its own timeout)
+		}
+
+		// A cached tag is answered within revalidate_timeout: stale if need be, while the revalidation carries on.
+		return this.#within(pending, target.upstream.revalidateTimeoutMs, () =>
+			this.#stale(target, tagged.manifest, new Error(`no answer within ${target.upstream.revalidateTimeoutMs} ms`)),
+		);
+	}
+
+	/** `pending`, or `fallback()` once `ms` passed without it; a late `pending` still settles (its outcome is not lost, only not waited for). */
+	async #within<T>(pending: Promise<T>, ms: number, fallback: () => T): Promise<T> {
+		let timer: NodeJS.Timeout | undefined;
+		const late = new Promise<'late'>(resolve => {
+			timer = setTimeout(() => resolve('late'), ms);
+		});
+		try {
+			const first = await Promise.race([pending, late]);
+			if (first === 'late') {
+				pending.catch(() => undefined); // finishes in the background; a failure there was already answered
+				return fallback();
+			}
+
+			return first;
+		} finally {
+			clearTimeout(timer);
+		}
 	}
 
 	#isFresh(target: CachedTarget, tagged: TaggedManifest): boolean {

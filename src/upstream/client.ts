@@ -52,6 +52,8 @@ export class UpstreamClient {
 	readonly breaker = new CircuitBreaker();
 	/** The last `ratelimit-remaining` the upstream sent (Docker Hub: pulls left in its window). */
 	rateLimitRemaining: string | undefined;
+	#lastSuccessAt = 0;
+	#lastFailure: {at: number; reason: string} | undefined;
 
 	constructor(config: UpstreamConfig, events: UpstreamEvents = {}) {
 		this.name = config.name;
@@ -139,7 +141,7 @@ export class UpstreamClient {
 		}
 
 		const response = await this.#attempts(method, options.kind, open, options.scope);
-		this.#outcome(response.status < 500);
+		this.#outcome(response.status < 500, `answered ${response.status}`);
 		if (response.status !== 200) {
 			response.dispose();
 		}
@@ -170,8 +172,8 @@ export class UpstreamClient {
 					continue;
 				}
 
-				this.#outcome(false);
 				const detail = {upstream: this.name, error: typeof code === 'string' ? code : String(error)};
+				this.#outcome(false, detail.error);
 				throw new UpstreamError('UNAVAILABLE', {message: `upstream ${this.name} unreachable`, detail, cause: error});
 			}
 
@@ -199,7 +201,7 @@ export class UpstreamClient {
 	async #forAuth(kind: 'ping' | 'token', url: string, options: GetOptions): Promise<AuthResponse> {
 		const response = await this.#attempts('GET', kind, async () => this.#buffered(url, options));
 		if (response.status >= 500) {
-			this.#outcome(false);
+			this.#outcome(false, `${kind} answered ${response.status}`);
 		}
 
 		return response;
@@ -210,10 +212,18 @@ export class UpstreamClient {
 		return {status: response.statusCode, headers: response.headers, body: response.body, dispose: () => undefined};
 	}
 
-	#outcome(ok: boolean): void {
+	/** Whether the last request reached an upstream that answered (a 4xx counts), and if not why. */
+	get health(): {reachable: boolean; lastFailure?: {at: number; reason: string}} {
+		const failure = this.#lastFailure;
+		return {reachable: failure === undefined || failure.at < this.#lastSuccessAt, ...(failure ? {lastFailure: failure} : {})};
+	}
+
+	#outcome(ok: boolean, reason = 'failed'): void {
 		if (ok) {
+			this.#lastSuccessAt = Date.now();
 			this.breaker.success();
 		} else {
+			this.#lastFailure = {at: Date.now(), reason};
 			this.breaker.failure();
 			this.#events.onError?.(this.name);
 		}
