@@ -133,6 +133,10 @@ export async function openRegistry(config: Config, log: Logger): Promise<Registr
 		index: metadata,
 		quota: config.storage.maxSize === undefined ? undefined : new Quota(maintenance, exclusive, log),
 		onFetched: (name, bytes) => metrics.bytesFetched.inc({upstream: name}, bytes),
+		onResume: (name, digest, from, error) => {
+			metrics.fillResumes.inc({upstream: name});
+			log.warn({upstream: name, digest: digest.value, from, reason: error.message}, 'upstream body broke; resuming the fill from where it stopped');
+		},
 	});
 	const cluster = coordinator
 		? {blobs: new ClusterBlobs(fills, {coordinator, peers: new Peers(coordinator.clusterKey), content: blobs, log}), key: coordinator.clusterKey}

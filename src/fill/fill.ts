@@ -26,6 +26,12 @@ export {type FillState} from './fill-reader.js';
 
 /** Bytes withheld from clients until the digest is verified, when the size is unknown. */
 const UNKNOWN_SIZE_HOLDBACK = 64 * 1024;
+/** Upstream responses a fill may resume through after the first, and resumes in a row that may bring nothing new. */
+export const MAX_RESUMES = 10;
+const MAX_IDLE_RESUMES = 2;
+
+/** Opens the upstream body from byte `from` (0 for the first request). */
+export type OpenSource = (from: number) => Promise<FillSource>;
 
 export type FillHooks = {
 	/** The upstream (registry name) the bytes come from. */
@@ -34,6 +40,8 @@ export type FillHooks = {
 	reserve?: (size: number) => Promise<void>;
 	/** Bytes received from the upstream, per chunk. */
 	onChunk?: (bytes: number) => void;
+	/** The upstream body broke at byte `from`; the fill asks for the rest. */
+	onResume?: (from: number, error: Error) => void;
 };
 
 export class Fill extends EventEmitter implements GrowingBlob {
@@ -92,13 +100,13 @@ export class Fill extends EventEmitter implements GrowingBlob {
 		return Math.max(0, written - UNKNOWN_SIZE_HOLDBACK);
 	}
 
-	async run(store: FillStore, open: () => Promise<FillSource>, commit: (size: number) => Promise<void>, hooks: FillHooks = {}): Promise<void> {
+	async run(store: FillStore, open: OpenSource, commit: (size: number) => Promise<void>, hooks: FillHooks = {}): Promise<void> {
 		let source: FillSource | undefined;
 		// The temp file is created while the upstream is asked, to save the first byte a little time.
 		const creating = store.createTemp(this.digest);
 		creating.catch(() => undefined);
 		try {
-			source = await open();
+			source = await open(0);
 			this.size = source.size;
 			if (source.size !== undefined) {
 				await hooks.reserve?.(source.size);
@@ -110,20 +118,7 @@ export class Fill extends EventEmitter implements GrowingBlob {
 			this.#resolveReady();
 
 			const writer = new HashingWriter(this.temp, this.digest);
-			for await (const chunk of source.body) {
-				hooks.onChunk?.(chunk.length);
-				await writer.write(chunk);
-				if (this.size !== undefined && writer.written > this.size) {
-					throw new UpstreamError('BLOB_UNKNOWN', {message: 'upstream sent more bytes than it announced'});
-				}
-
-				this.emit('progress');
-			}
-
-			if (this.size !== undefined && writer.written !== this.size) {
-				throw new UpstreamError('BLOB_UNKNOWN', {message: `upstream sent ${writer.written} of ${this.size} bytes`});
-			}
-
+			source = await this.#download(writer, source, open, hooks);
 			const actual = writer.actual();
 			if (actual !== this.digest.value) {
 				throw new UpstreamError('DIGEST_INVALID', {
@@ -161,6 +156,93 @@ export class Fill extends EventEmitter implements GrowingBlob {
 		}
 	}
 
+	/**
+	 * Copies upstream bodies into `writer` until the blob is complete. When a
+	 * body breaks or ends early, the rest is asked for from the last byte
+	 * written (`Range: bytes=N-`); an answer that starts earlier has its known
+	 * part skipped, one that starts later is refused. The hash state carries
+	 * on, so the digest is still checked over the whole blob. Returns the last
+	 * source (the caller destroys it on failure).
+	 */
+	async #download(writer: HashingWriter, first: FillSource, open: OpenSource, hooks: FillHooks): Promise<FillSource> {
+		let source = first;
+		let resumes = 0;
+		let idle = 0;
+		try {
+			for (;;) {
+				const before = writer.written;
+				const broken = await this.#copy(writer, source, hooks);
+				if (broken === undefined && (this.size === undefined || writer.written === this.size)) {
+					return source;
+				}
+
+				const error = broken ?? new UpstreamError('BLOB_UNKNOWN', {message: `upstream sent ${writer.written} of ${this.size} bytes`});
+				idle = writer.written > before ? 0 : idle + 1;
+				if (resumes >= MAX_RESUMES || idle > MAX_IDLE_RESUMES) {
+					throw error;
+				}
+
+				resumes++;
+				source.body.destroy();
+				hooks.onResume?.(writer.written, error);
+				source = await open(writer.written);
+				if (source.size !== undefined && this.size !== undefined && source.size !== this.size) {
+					throw new UpstreamError('BLOB_UNKNOWN', {message: `upstream changed the blob's size from ${this.size} to ${source.size} while resuming`});
+				}
+
+				this.size ??= source.size;
+			}
+		} catch (error) {
+			source.body.destroy();
+			throw error;
+		}
+	}
+
+	/**
+	 * Appends one upstream body from where the writer stands. Resolves with
+	 * the error when the body broke (resumable), undefined when it ended;
+	 * throws what must fail the fill (too many bytes, a disk error, a range
+	 * that starts past what is written).
+	 */
+	async #copy(writer: HashingWriter, source: FillSource, hooks: FillHooks): Promise<Error | undefined> {
+		let skip = writer.written - source.start;
+		if (skip < 0) {
+			throw new UpstreamError('BLOB_UNKNOWN', {message: `upstream resumed at byte ${source.start}, past the ${writer.written} bytes written`});
+		}
+
+		const iterator = source.body[Symbol.asyncIterator]();
+		for (;;) {
+			let next: IteratorResult<Uint8Array>;
+			try {
+				next = await iterator.next();
+			} catch (error) {
+				return error instanceof Error ? error : new Error(String(error));
+			}
+
+			if (next.done) {
+				return undefined;
+			}
+
+			let chunk = next.value;
+			hooks.onChunk?.(chunk.length);
+			if (skip > 0) {
+				const skipped = Math.min(skip, chunk.length);
+				skip -= skipped;
+				chunk = chunk.subarray(skipped);
+				if (chunk.length === 0) {
+					continue;
+				}
+			}
+
+			await writer.write(chunk);
+			if (this.size !== undefined && writer.written > this.size) {
+				throw new UpstreamError('BLOB_UNKNOWN', {message: 'upstream sent more bytes than it announced'});
+			}
+
+			this.emit('progress');
+		}
+	}
+
 	/** A stream of this blob for one client, served from the growing temp file. */
 	createReader(range?: ByteRange): Readable {
 		return new FillReader(this, range);
@@ -186,7 +268,7 @@ export class FillRegistry {
 	join(
 		digest: Digest,
 		store: FillStore,
-		open: () => Promise<FillSource>,
+		open: OpenSource,
 		commit: (size: number) => Promise<void>,
 		hooks: FillHooks = {},
 	): {fill: Fill; started: boolean} {

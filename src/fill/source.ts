@@ -16,8 +16,12 @@ import {type ByteRange} from '../store/blob-store.js';
 import {type RepoKey} from '../store/metadata.js';
 import {type Digest} from '../v2/grammar.js';
 
-/** An upstream's answer to a blob GET: its announced size and its body. */
-export type FillSource = {size: number | undefined; body: AsyncIterable<Uint8Array> & {destroy(error?: Error): void}};
+/**
+ * An upstream's answer to a blob GET: the blob's size (when announced), the
+ * offset of the body's first byte in the blob (0, or where a range starts),
+ * and the body.
+ */
+export type FillSource = {size: number | undefined; start: number; body: AsyncIterable<Uint8Array> & {destroy(error?: Error): void}};
 
 /**
  * The upstream a cached repository's blobs come from, bound to that
@@ -28,8 +32,12 @@ export interface BlobOrigin {
 	readonly offline: boolean;
 	/** The blob's size if the upstream has it under this repository, undefined on a 404; throws when the upstream cannot answer. */
 	head(digest: Digest): Promise<number | undefined>;
-	/** Starts the download; throws the V2 error the upstream's answer means. */
-	open(digest: Digest): Promise<FillSource>;
+	/**
+	 * Starts the download, from byte `from` on when given (a resumed fill):
+	 * the upstream may answer from another offset (`start`). Throws the V2
+	 * error the upstream's answer means.
+	 */
+	open(digest: Digest, from?: number): Promise<FillSource>;
 	/** The V2 error for "the upstream does not have it". */
 	unknown(digest: Digest): Error;
 }

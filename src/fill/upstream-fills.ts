@@ -21,6 +21,8 @@ export type UpstreamFillsDeps = {
 	quota?: Quota;
 	/** Bytes received from an upstream, per chunk (metrics). */
 	onFetched?: (upstream: string, bytes: number) => void;
+	/** An upstream body broke at byte `from` and the fill asks for the rest (log, metrics). */
+	onResume?: (upstream: string, digest: Digest, from: number, error: Error) => void;
 	now?: () => number;
 };
 
@@ -88,7 +90,7 @@ export class UpstreamFills implements BlobSource {
 		const {fill, started} = this.#fills.join(
 			digest,
 			this.deps.content,
-			async () => origin.open(digest),
+			async from => origin.open(digest, from),
 			async size => {
 				await index.putBlob(repo, {digest: digest.value, size, pushed: false, now: this.#now()});
 				quota?.settle();
@@ -97,6 +99,7 @@ export class UpstreamFills implements BlobSource {
 				origin: repo.registry,
 				reserve: quota ? async size => quota.reserve(size) : undefined,
 				onChunk: onFetched ? bytes => onFetched(repo.registry, bytes) : undefined,
+				onResume: (from, error) => this.deps.onResume?.(repo.registry, digest, from, error),
 			},
 		);
 		if (!started) {

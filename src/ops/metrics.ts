@@ -28,6 +28,7 @@ export class Metrics {
 	readonly upstreamRequests = this.#counter('registry_mirror_upstream_requests_total', 'Requests sent to each upstream by kind and status (0 = no answer)', ['upstream', 'kind', 'status']);
 	readonly upstreamErrors = this.#counter('registry_mirror_upstream_errors_total', 'Upstream requests that failed (unreachable, timeout, 5xx)', ['upstream']);
 	readonly upstreamRateLimited = this.#counter('registry_mirror_upstream_rate_limited_total', 'Upstream answers with status 429', ['upstream']);
+	readonly fillResumes = this.#counter('registry_mirror_fill_resumes_total', 'Upstream blob bodies that broke and were resumed with a Range request', ['upstream']);
 	readonly staleServed = this.#counter('registry_mirror_stale_served_total', 'Manifests served stale because the upstream failed', ['upstream']);
 
 	/** A counter in this registry. */

@@ -108,11 +108,14 @@ export class UpstreamClient {
 	/**
 	 * A streamed GET (blobs), retried like `request` until the response
 	 * headers arrive; once bytes flow, a failure is the fill's to handle.
-	 * The caller consumes or destroys `body`.
+	 * The caller consumes or destroys `body`. With `from`, asks for the bytes
+	 * from there on (`Range: bytes=from-`): the answer is a 206, or a 200 from
+	 * byte 0 when the upstream ignores ranges.
 	 */
-	async stream(path: string, options: {scope: string; kind: string}): Promise<UpstreamStream> {
+	async stream(path: string, options: {scope: string; kind: string; from?: number}): Promise<UpstreamStream> {
+		const range: Record<string, string> = options.from ? {range: `bytes=${options.from}-`} : {};
 		const open: Open<GotRequest> = async headers => {
-			const request = this.#got.stream(this.url(path), {headers});
+			const request = this.#got.stream(this.url(path), {headers: {...range, ...headers}});
 			try {
 				const response = await new Promise<http.IncomingMessage>((resolve, reject) => {
 					request.once('response', resolve);
@@ -142,7 +145,7 @@ export class UpstreamClient {
 
 		const response = await this.#attempts(method, options.kind, open, options.scope);
 		this.#outcome(response.status < 500, `answered ${response.status}`);
-		if (response.status !== 200) {
+		if (response.status !== 200 && response.status !== 206) {
 			response.dispose();
 		}
 

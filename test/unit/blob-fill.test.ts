@@ -78,7 +78,7 @@ type Harness = {
 	body: ManualBody;
 	opens: number;
 	commits: number[];
-	open: () => Promise<FillSource>;
+	open: (from: number) => Promise<FillSource>;
 	commit: (size: number) => Promise<void>;
 };
 
@@ -97,7 +97,7 @@ async function harness(t: ExecutionContext, size: number | undefined): Promise<H
 		commits: [],
 		async open() {
 			h.opens++;
-			return {size, body};
+			return {size, start: 0, body};
 		},
 		async commit(committed) {
 			h.commits.push(committed);
