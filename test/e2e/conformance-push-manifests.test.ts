@@ -107,7 +107,8 @@ test('manifest PUT by a digest that is not the digest of the body is refused and
 	const reply = await client.putManifest(REPO, wrong, manifest);
 	// The registry must answer with the digest of the body, which "MUST be equal to the client provided digest": it cannot accept this.
 	t.is(reply.status, 400);
-	t.true(['DIGEST_INVALID', 'MANIFEST_INVALID'].includes(errorCodes(reply)[0]!), errorCodes(reply).join());
+	// LocalWriter.putManifest: the body is a valid manifest, only its digest differs from the reference.
+	t.deepEqual(errorCodes(reply), ['DIGEST_INVALID']);
 	t.is((await client.getManifest(REPO, wrong)).status, 404);
 	t.is((await client.getManifest(REPO, manifest.digest)).status, 404);
 });
@@ -199,8 +200,7 @@ test('an OCI index whose child manifest is not in the repository is 400 MANIFEST
 	const reply = await client.putManifest(REPO, 'broken', index);
 	// "When a manifest is rejected for this reason, it MUST result in one or more MANIFEST_BLOB_UNKNOWN errors."
 	t.is(reply.status, 400);
-	t.true(errorCodes(reply).length > 0);
-	t.true(errorCodes(reply).every(code => code === 'MANIFEST_BLOB_UNKNOWN'), errorCodes(reply).join());
+	t.deepEqual(errorCodes(reply), ['MANIFEST_BLOB_UNKNOWN']);
 	t.is((await client.getManifest(REPO, 'broken')).status, 404);
 	t.is((await client.getManifest(REPO, index.digest)).status, 404);
 });
@@ -213,8 +213,7 @@ test('an OCI manifest referencing a blob the repository does not have is 400 MAN
 	const manifest = ociManifest({config, layers: [layer]});
 	const reply = await client.putManifest(REPO, 'broken', manifest);
 	t.is(reply.status, 400);
-	t.true(errorCodes(reply).length > 0);
-	t.true(errorCodes(reply).every(code => code === 'MANIFEST_BLOB_UNKNOWN'), errorCodes(reply).join());
+	t.deepEqual(errorCodes(reply), ['MANIFEST_BLOB_UNKNOWN']);
 	t.is((await client.getManifest(REPO, 'broken')).status, 404);
 	t.is((await client.getManifest(REPO, manifest.digest)).status, 404);
 });
@@ -226,7 +225,7 @@ test('a manifest whose config blob is missing is 400 MANIFEST_BLOB_UNKNOWN', asy
 	await client.pushBlob(REPO, layer);
 	const reply = await client.putManifest(REPO, 'broken', ociManifest({config, layers: [layer]}));
 	t.is(reply.status, 400);
-	t.true(errorCodes(reply).every(code => code === 'MANIFEST_BLOB_UNKNOWN'), errorCodes(reply).join());
+	t.deepEqual(errorCodes(reply), ['MANIFEST_BLOB_UNKNOWN']);
 });
 
 test('Dangling subject: a manifest whose subject does not exist is accepted, with the OCI-Subject header', async t => {
@@ -283,7 +282,7 @@ test('a Docker manifest list whose child is missing is 400 MANIFEST_BLOB_UNKNOWN
 	const list = imageIndex({mediaType: MEDIA.dockerList, manifests: [{...child, platform: {architecture: 'amd64', os: 'linux'}}]});
 	const reply = await client.putManifest(REPO, 'list', list);
 	t.is(reply.status, 400);
-	t.true(errorCodes(reply).every(code => code === 'MANIFEST_BLOB_UNKNOWN'), errorCodes(reply).join());
+	t.deepEqual(errorCodes(reply), ['MANIFEST_BLOB_UNKNOWN']);
 });
 
 test('a body that is not JSON is 400 MANIFEST_INVALID, and nothing is stored', async t => {
@@ -316,7 +315,7 @@ test('a manifest of exactly 4 MiB is accepted ("SHOULD expect to be able to supp
 	await checkStored(t, client, REPO, 'large', manifest);
 });
 
-test('a manifest over 4 MiB is refused with 413 or 400 MANIFEST_INVALID, and nothing is stored', async t => {
+test('a manifest over 4 MiB is refused with 413 MANIFEST_INVALID, and nothing is stored', async t => {
 	const {client} = await localRegistry(t);
 	const config = configBlob('too-large');
 	await client.pushBlob(REPO, config);
@@ -324,10 +323,9 @@ test('a manifest over 4 MiB is refused with 413 or 400 MANIFEST_INVALID, and not
 	t.is(manifest.size, MAX_MANIFEST + 1);
 	const reply = await client.putManifest(REPO, 'toolarge', manifest);
 	// "A registry that enforces this limit SHOULD respond to a request to push a manifest over this limit with a response code 413"
-	t.true(reply.status === 413 || reply.status === 400, `status ${reply.status}`);
-	if (reply.status === 400 || reply.body.length > 0) {
-		t.deepEqual(errorCodes(reply), ['MANIFEST_INVALID']);
-	}
+	// The Content-Length is over MAX_MANIFEST_BYTES: refused before the body is read (readBody throws TooLargeError).
+	t.is(reply.status, 413);
+	t.deepEqual(errorCodes(reply), ['MANIFEST_INVALID']);
 
 	t.is((await client.getManifest(REPO, 'toolarge')).status, 404);
 	t.is((await client.getManifest(REPO, manifest.digest)).status, 404);
@@ -374,7 +372,7 @@ function paddedManifest(config: Blob, size: number): Manifest {
 	return result;
 }
 
-test('a tag of 128 characters is accepted; 129 characters or a tag outside the grammar is refused with 400', async t => {
+test('a tag of 128 characters is accepted; 129 characters or a tag outside the grammar is refused with 400 TAG_INVALID', async t => {
 	const {client} = await localRegistry(t);
 	const {manifest} = await image(client, REPO, 'tag-grammar');
 	// "<reference> as a tag MUST be at most 128 characters in length and MUST match the following regular expression:
@@ -386,8 +384,9 @@ test('a tag of 128 characters is accepted; 129 characters or a tag outside the g
 	for (const tag of [`a${'b'.repeat(128)}`, '-leading-dash', '.leading-dot']) {
 		const reply = await client.putManifest(REPO, tag, manifest);
 		t.is(reply.status, 400, tag);
-		// TAG_INVALID is a legacy Docker code the spec says clients may meet ("Legacy Docker support error codes").
-		t.true(['TAG_INVALID', 'MANIFEST_INVALID', 'NAME_INVALID'].includes(errorCodes(reply)[0]!), `${tag}: ${errorCodes(reply).join()}`);
+		// TAG_INVALID is a legacy Docker code the spec says clients may meet ("Legacy Docker support error codes");
+		// parseReference refuses the tag before the body is read.
+		t.deepEqual(errorCodes(reply), ['TAG_INVALID'], tag);
 	}
 
 	const tags = await client.tags(REPO);

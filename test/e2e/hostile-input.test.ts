@@ -1,10 +1,11 @@
 /**
  * Hostile input, table-driven: malformed names, digests, ranges, upload ids,
  * huge headers, invalid and oversized manifests, wrong content types and
- * methods that do not apply. Every request that reaches the V2 layer must get
- * a 4xx with a V2 JSON error body and the API version header: never a 500,
- * never a reset. Afterwards the mirror still answers GET /v2/, and nothing was
- * written outside storage.dir.
+ * methods that do not apply. Every case names the one answer the mirror gives:
+ * a request that reaches the V2 layer gets its 4xx with its V2 error code, a
+ * JSON body and the API version header (never a 500, never a reset); one that
+ * Node's HTTP parser refuses gets that parser's status. Afterwards the mirror
+ * still answers GET /v2/, and nothing was written outside storage.dir.
  *
  * Requests go out on raw connections (rawRequest) so paths are sent exactly
  * as written: `..`, `%2e%2e`, `//` are not normalized away by a URL parser.
@@ -32,18 +33,18 @@ type Case = {
 	path: string;
 	headers?: Record<string, string | string[]>;
 	body?: Buffer | string;
-	/** Acceptable statuses (all 4xx). */
-	status: number | number[];
-	/** Acceptable V2 error codes; omitted for HEAD (no body). */
-	code?: string | string[];
+	/** The status the mirror answers. */
+	status: number;
+	/** The V2 error code of a 4xx; omitted for HEAD (no body) and `raw` cases. */
+	code?: string;
 	/**
 	 * The request is refused by Node's HTTP parser before it reaches the V2
-	 * layer (huge headers, unknown methods): only "a 4xx, the connection may
-	 * close, the process survives" can be asked of it.
+	 * layer (huge headers, unknown methods): the status is the parser's, with
+	 * no V2 body.
 	 */
 	raw?: boolean;
-	/** For a 2xx that is also acceptable: the exact body it must have. */
-	okBody?: Buffer;
+	/** For a 2xx: the exact body. */
+	body200?: Buffer;
 };
 
 type Env = {
@@ -124,18 +125,12 @@ async function startSession(env: Env, repo = 'private/up'): Promise<string> {
 	return location.pathname;
 }
 
-function list<T>(value: T | T[] | undefined): T[] {
-	return value === undefined ? [] : Array.isArray(value) ? value : [value];
-}
-
 /** Sends every case; returns one line per case that did not get what it should. */
 async function runCases(t: ExecutionContext, env: Env, cases: Case[]): Promise<string[]> {
 	const problems: string[] = [];
 	for (const entry of cases) {
 		const method = entry.method ?? 'GET';
 		const response: RawResponse = await rawRequest(env.mirror.url, entry.path, {method, headers: entry.headers, body: entry.body, timeoutMs: 15_000});
-		const statuses = list(entry.status);
-		const codes = list(entry.code);
 		const code = errorCode(response);
 		const label = `${entry.name} [${method} ${entry.path.length > 120 ? `${entry.path.slice(0, 120)}…` : entry.path}]`;
 		const found = `got ${response.status} ${code ?? '-'}${response.error ? ` (${response.error})` : ''}`;
@@ -144,19 +139,13 @@ async function runCases(t: ExecutionContext, env: Env, cases: Case[]): Promise<s
 			continue;
 		}
 
-		if (response.status >= 500) {
-			problems.push(`${label}: server error, ${found}`);
+		if (response.status !== entry.status) {
+			problems.push(`${label}: expected ${entry.status} ${entry.code ?? ''}, ${found}`);
 			continue;
 		}
 
-		if (!statuses.includes(response.status)) {
-			const acceptableSuccess = entry.okBody !== undefined && response.status >= 200 && response.status < 300;
-			if (!acceptableSuccess) {
-				problems.push(`${label}: expected ${statuses.join('|')} ${codes.join('|')}, ${found}`);
-				continue;
-			}
-
-			if (!response.complete || !response.body.equals(entry.okBody!)) {
+		if (entry.body200 !== undefined) {
+			if (!response.complete || !response.body.equals(entry.body200)) {
 				problems.push(`${label}: a ${response.status} with the wrong body`);
 			}
 
@@ -164,6 +153,10 @@ async function runCases(t: ExecutionContext, env: Env, cases: Case[]): Promise<s
 		}
 
 		if (entry.raw) {
+			if (code !== undefined) {
+				problems.push(`${label}: a V2 body (${code}) where Node's parser answers`);
+			}
+
 			continue;
 		}
 
@@ -180,8 +173,8 @@ async function runCases(t: ExecutionContext, env: Env, cases: Case[]): Promise<s
 				problems.push(`${label}: error body is not JSON (${String(response.headers['content-type'])})`);
 			}
 
-			if (code === undefined || (codes.length > 0 && !codes.includes(code))) {
-				problems.push(`${label}: expected code ${codes.join('|')}, ${found}`);
+			if (code === undefined || code !== entry.code) {
+				problems.push(`${label}: expected code ${entry.code ?? '(none given)'}, ${found}`);
 			}
 		}
 	}
@@ -289,23 +282,26 @@ test('malformed repository names: 400 NAME_INVALID on every endpoint, never a 50
 	await assertHealthy(t, env);
 });
 
-test('names that are not routed anywhere precisely: at least a V2 4xx', async t => {
+test('paths no route matches: 404 NOT_FOUND; an unknown ?ns=: 404 NAME_UNKNOWN; bad tags: 400 TAG_INVALID; escapes: 400 NAME_INVALID', async t => {
 	const env = await setup(t);
-	const loose = {status: [400, 404], code: ['NAME_INVALID', 'NOT_FOUND', 'NAME_UNKNOWN']};
+	// No route of createRouter matches: the error middleware's NOT_FOUND.
+	const unrouted = {status: 404, code: 'NOT_FOUND'};
 	const cases: Case[] = [
-		{name: 'no name', path: '/v2//manifests/latest', ...loose},
-		{name: 'no name, blob', path: `/v2//blobs/${validDigest}`, ...loose},
-		{name: 'raw dot-dot to an upload id', path: `/v2/private/up/blobs/uploads/../../../${SENTINEL}`, ...loose},
-		{name: 'raw dot-dot after the API root', path: `/v2/../../${SENTINEL}`, ...loose},
-		{name: 'double slash after the API root', path: '/v2//', ...loose},
-		{name: 'no resource', path: '/v2/private/x', ...loose},
-		{name: 'unknown resource', path: '/v2/private/x/secrets/latest', ...loose},
+		{name: 'no name', path: '/v2//manifests/latest', ...unrouted},
+		{name: 'no name, blob', path: `/v2//blobs/${validDigest}`, ...unrouted},
+		{name: 'raw dot-dot to an upload id', path: `/v2/private/up/blobs/uploads/../../../${SENTINEL}`, ...unrouted},
+		{name: 'raw dot-dot after the API root', path: `/v2/../../${SENTINEL}`, ...unrouted},
+		{name: 'double slash after the API root', path: '/v2//', ...unrouted},
+		{name: 'no resource', path: '/v2/private/x', ...unrouted},
+		{name: 'unknown resource', path: '/v2/private/x/secrets/latest', ...unrouted},
+		{name: 'empty manifest reference', path: '/v2/private/x/manifests/', ...unrouted},
+		// NamespaceRouter.resolve: ?ns= names no configured upstream (the value is a query parameter, not a path).
 		{name: 'unknown upstream by ns', path: '/v2/team/app/manifests/1?ns=evil.example', status: 404, code: 'NAME_UNKNOWN'},
-		{name: 'traversal in ns', path: `/v2/team/app/manifests/1?ns=..%2F..%2F${SENTINEL}`, status: [400, 404], code: ['NAME_UNKNOWN', 'NAME_INVALID']},
-		{name: 'empty manifest reference', path: '/v2/private/x/manifests/', ...loose},
+		{name: 'traversal in ns', path: `/v2/team/app/manifests/1?ns=..%2F..%2F${SENTINEL}`, status: 404, code: 'NAME_UNKNOWN'},
 		{name: 'bad tag', path: '/v2/private/x/manifests/-bad', status: 400, code: 'TAG_INVALID'},
 		{name: 'tag of 129 characters', path: `/v2/private/x/manifests/${'t'.repeat(129)}`, status: 400, code: 'TAG_INVALID'},
-		{name: 'tag with escaped dot-dot', path: '/v2/private/x/manifests/%2e%2e', status: 400, code: ['TAG_INVALID', 'NAME_INVALID']},
+		// rejectEscapes refuses any %-escape but %3A in the path before a handler parses the tag.
+		{name: 'tag with escaped dot-dot', path: '/v2/private/x/manifests/%2e%2e', status: 400, code: 'NAME_INVALID'},
 		{name: 'catalog n=-1', path: '/v2/_catalog?n=-1', status: 400, code: 'PAGINATION_NUMBER_INVALID'},
 		{name: 'catalog n=abc', path: '/v2/_catalog?n=abc', status: 400, code: 'PAGINATION_NUMBER_INVALID'},
 		{name: 'tags n=1e3', path: '/v2/private/known/tags/list?n=1e3', status: 400, code: 'PAGINATION_NUMBER_INVALID'},
@@ -342,8 +338,9 @@ test('malformed digests and algorithms: 400 DIGEST_INVALID on every endpoint tha
 	const session = await startSession(env);
 	const cases: Case[] = [];
 	for (const [label, digest] of badDigests) {
-		const escaped = digest.includes('%');
-		const expect = escaped ? {status: 400, code: ['DIGEST_INVALID', 'NAME_INVALID']} : {status: 400, code: 'DIGEST_INVALID'};
+		// A %-escape in the path is refused by rejectEscapes (NAME_INVALID) before the digest is parsed;
+		// in the query (monolithic POST, upload PUT) the digest itself is refused.
+		const expect = digest.includes('%') ? {status: 400, code: 'NAME_INVALID'} : {status: 400, code: 'DIGEST_INVALID'};
 		cases.push(
 			{name: `${label}: local blob GET`, path: `/v2/private/known/blobs/${digest}`, ...expect},
 			{name: `${label}: local blob HEAD`, method: 'HEAD', path: `/v2/private/known/blobs/${digest}`, status: expect.status},
@@ -420,8 +417,8 @@ test('malformed or unsatisfiable Range on blob GET: 416 RANGE_INVALID with Conte
 		}
 	}
 
-	// An unknown range unit may be ignored (RFC 9110) or refused; either way no 500 and no wrong bytes.
-	cases.push({name: 'unknown unit', path: `/v2/private/known/blobs/${env.known.digest}`, headers: {range: 'items=0-5'}, status: 416, code: 'RANGE_INVALID', okBody: env.known.bytes});
+	// RFC 9110 lets a server ignore an unknown range unit; parseRange takes only bytes= and refuses it like a malformed one.
+	cases.push({name: 'unknown unit', path: `/v2/private/known/blobs/${env.known.digest}`, headers: {range: 'items=0-5'}, status: 416, code: 'RANGE_INVALID'});
 	const problems = await runCases(t, env, cases);
 	t.deepEqual(problems, []);
 
@@ -438,24 +435,26 @@ test('malformed or unsatisfiable Range on blob GET: 416 RANGE_INVALID with Conte
 
 // --- uploads ----------------------------------------------------------------------------------
 
-test('malformed Content-Range on upload PATCH and PUT: 400/416, and the session is still usable', async t => {
+test('malformed Content-Range on upload PATCH and PUT: 416 BLOB_UPLOAD_INVALID, or 400 BLOB_UPLOAD_INVALID when the body does not match the range, and the session is still usable', async t => {
 	const env = await setup(t);
 	const cases: Case[] = [];
-	const malformed: Array<[string, string, number]> = [
-		['not a range', 'abc', 5],
-		['end before start', '5-2', 5],
-		['equals sign', 'bytes=0-4', 5],
-		['negative start', '-1-5', 5],
-		['open end', '0-', 5],
-		['does not start at the session offset', '10-14', 5],
-		['more announced than sent', '0-9', 5],
-		['fewer announced than sent', '0-1', 5],
-		['huge end', '0-99999999999999999999', 5],
-		['bad total', '0-4/abc', 5],
-		['hex', '0x0-0x4', 5],
-		['spaces', '0 - 4', 5],
+	// 416: parseContentRange refuses the header, or UploadService.append finds it does not start where the session ends
+	// (ChunkRangeError). 400: the range parses and starts right, but the body that arrived has another length.
+	const malformed: Array<[string, string, number, number]> = [
+		['not a range', 'abc', 5, 416],
+		['end before start', '5-2', 5, 416],
+		['equals sign', 'bytes=0-4', 5, 416],
+		['negative start', '-1-5', 5, 416],
+		['open end', '0-', 5, 416],
+		['does not start at the session offset', '10-14', 5, 416],
+		['more announced than sent', '0-9', 5, 400],
+		['fewer announced than sent', '0-1', 5, 400],
+		['huge end', '0-99999999999999999999', 5, 400],
+		['bad total', '0-4/abc', 5, 416],
+		['hex', '0x0-0x4', 5, 416],
+		['spaces', '0 - 4', 5, 416],
 	];
-	for (const [label, contentRange, length] of malformed) {
+	for (const [label, contentRange, length, status] of malformed) {
 		const session = await startSession(env);
 		cases.push({
 			name: `PATCH ${label}`,
@@ -463,8 +462,8 @@ test('malformed Content-Range on upload PATCH and PUT: 400/416, and the session 
 			path: session,
 			headers: {'content-type': 'application/octet-stream', 'content-range': contentRange},
 			body: randomBytes(length),
-			status: [400, 416],
-			code: ['RANGE_INVALID', 'BLOB_UPLOAD_INVALID', 'SIZE_INVALID'],
+			status,
+			code: 'BLOB_UPLOAD_INVALID',
 		});
 	}
 
@@ -476,8 +475,8 @@ test('malformed Content-Range on upload PATCH and PUT: 400/416, and the session 
 			path: `${session}?digest=${sha256(Buffer.from('hello'))}`,
 			headers: {'content-type': 'application/octet-stream', 'content-range': contentRange},
 			body: 'hello',
-			status: [400, 416],
-			code: ['RANGE_INVALID', 'BLOB_UPLOAD_INVALID', 'SIZE_INVALID'],
+			status: 416,
+			code: 'BLOB_UPLOAD_INVALID',
 		});
 	}
 
@@ -496,30 +495,32 @@ test('malformed Content-Range on upload PATCH and PUT: 400/416, and the session 
 	await assertHealthy(t, env);
 });
 
-test('unknown upload ids (random UUID, non-UUID, encoded traversal): 404 BLOB_UPLOAD_UNKNOWN or 400, never a file', async t => {
+test('unknown upload ids (random UUID, non-UUID, encoded traversal): 404 BLOB_UPLOAD_UNKNOWN, 400 NAME_INVALID for escapes, never a file', async t => {
 	const env = await setup(t);
-	const ids: Array<[string, string, string[]]> = [
-		['random UUID', randomUUID(), ['BLOB_UPLOAD_UNKNOWN']],
-		['nil UUID', '00000000-0000-0000-0000-000000000000', ['BLOB_UPLOAD_UNKNOWN']],
-		['upper-case UUID', randomUUID().toUpperCase(), ['BLOB_UPLOAD_UNKNOWN']],
-		['not a UUID', 'not-a-uuid', ['BLOB_UPLOAD_UNKNOWN']],
-		['36 dashes', '-'.repeat(36), ['BLOB_UPLOAD_UNKNOWN']],
-		['dots', '....', ['BLOB_UPLOAD_UNKNOWN']],
-		['300 characters', 'a'.repeat(300), ['BLOB_UPLOAD_UNKNOWN']],
-		['encoded ../../etc/passwd', '..%2f..%2fetc%2fpasswd', ['BLOB_UPLOAD_UNKNOWN', 'NAME_INVALID']],
-		['encoded traversal to the sentinel', `..%2F..%2F..%2F${SENTINEL}`, ['BLOB_UPLOAD_UNKNOWN', 'NAME_INVALID']],
-		['encoded dot-dot', '%2e%2e', ['BLOB_UPLOAD_UNKNOWN', 'NAME_INVALID']],
-		['NUL', `${randomUUID()}%00`, ['BLOB_UPLOAD_UNKNOWN', 'NAME_INVALID']],
+	// UploadService.status: an id that is no session of this repository; rejectEscapes: a %-escape in the path.
+	const unknown = {status: 404, code: 'BLOB_UPLOAD_UNKNOWN'};
+	const escaped = {status: 400, code: 'NAME_INVALID'};
+	const ids: Array<[string, string, {status: number; code: string}]> = [
+		['random UUID', randomUUID(), unknown],
+		['nil UUID', '00000000-0000-0000-0000-000000000000', unknown],
+		['upper-case UUID', randomUUID().toUpperCase(), unknown],
+		['not a UUID', 'not-a-uuid', unknown],
+		['36 dashes', '-'.repeat(36), unknown],
+		['dots', '....', unknown],
+		['300 characters', 'a'.repeat(300), unknown],
+		['encoded ../../etc/passwd', '..%2f..%2fetc%2fpasswd', escaped],
+		['encoded traversal to the sentinel', `..%2F..%2F..%2F${SENTINEL}`, escaped],
+		['encoded dot-dot', '%2e%2e', escaped],
+		['NUL', `${randomUUID()}%00`, escaped],
 	];
 	const cases: Case[] = [];
-	for (const [label, id, codes] of ids) {
-		const status = codes.includes('NAME_INVALID') ? [400, 404] : 404;
+	for (const [label, id, expect] of ids) {
 		const base = `/v2/private/up/blobs/uploads/${id}`;
 		cases.push(
-			{name: `${label}: status`, path: base, status, code: codes},
-			{name: `${label}: PATCH`, method: 'PATCH', path: base, headers: {'content-type': 'application/octet-stream'}, body: 'hello', status, code: codes},
-			{name: `${label}: PUT`, method: 'PUT', path: `${base}?digest=${sha256(Buffer.from('hello'))}`, headers: {'content-type': 'application/octet-stream'}, body: 'hello', status, code: codes},
-			{name: `${label}: DELETE`, method: 'DELETE', path: base, status, code: codes},
+			{name: `${label}: status`, path: base, ...expect},
+			{name: `${label}: PATCH`, method: 'PATCH', path: base, headers: {'content-type': 'application/octet-stream'}, body: 'hello', ...expect},
+			{name: `${label}: PUT`, method: 'PUT', path: `${base}?digest=${sha256(Buffer.from('hello'))}`, headers: {'content-type': 'application/octet-stream'}, body: 'hello', ...expect},
+			{name: `${label}: DELETE`, method: 'DELETE', path: base, ...expect},
 		);
 	}
 
@@ -529,7 +530,8 @@ test('unknown upload ids (random UUID, non-UUID, encoded traversal): 404 BLOB_UP
 	cases.push(
 		{name: 'session of another repository: status', path: `/v2/private/b/blobs/uploads/${id}`, status: 404, code: 'BLOB_UPLOAD_UNKNOWN'},
 		{name: 'session of another repository: PATCH', method: 'PATCH', path: `/v2/private/b/blobs/uploads/${id}`, body: 'x', status: 404, code: 'BLOB_UPLOAD_UNKNOWN'},
-		{name: 'session through a cached namespace', path: `/v2/team/app/blobs/uploads/${id}`, status: [404, 405], code: ['BLOB_UPLOAD_UNKNOWN', 'UNSUPPORTED']},
+		// writableTargetOf: sessions exist only in local namespaces.
+		{name: 'session through a cached namespace', path: `/v2/team/app/blobs/uploads/${id}`, status: 405, code: 'UNSUPPORTED'},
 	);
 	const problems = await runCases(t, env, cases);
 	t.deepEqual(problems, []);
@@ -560,16 +562,18 @@ async function rawExchange(url: string, text: string | Buffer): Promise<{status:
 	});
 }
 
-test('huge request headers and garbage requests: a 4xx (431 for headers), never a crash', async t => {
+test('huge request headers: 431; an unknown method and garbage requests: 400; never a crash', async t => {
 	const env = await setup(t);
 	const big = 'x'.repeat(100 * 1024);
+	// Node's HTTP parser answers these before the mirror sees a request: 431 past its 16 KiB header limit
+	// (the request line counts), 400 for anything it cannot parse.
 	const cases: Case[] = [
-		{name: '100 KiB header value on /v2/', path: '/v2/', headers: {'x-big': big}, status: [400, 413, 431], raw: true},
-		{name: '100 KiB Authorization', path: `/v2/private/known/blobs/${env.known.digest}`, headers: {authorization: `Bearer ${big}`}, status: [400, 401, 413, 431], raw: true},
-		{name: '100 KiB Range', path: `/v2/private/known/blobs/${env.known.digest}`, headers: {range: `bytes=${'1'.repeat(100 * 1024)}-`}, status: [400, 413, 416, 431], raw: true},
-		{name: '100 KiB path', path: `/v2/private/${'a'.repeat(100 * 1024)}/manifests/latest`, status: [400, 414, 431], raw: true},
-		{name: '2000 headers', path: '/v2/', headers: Object.fromEntries(Array.from({length: 2000}, (_, n) => [`x-h-${n}`, 'y'.repeat(40)])), status: [400, 431], raw: true},
-		{name: 'unknown method', method: 'FOO', path: '/v2/', status: [400, 405, 501], raw: true},
+		{name: '100 KiB header value on /v2/', path: '/v2/', headers: {'x-big': big}, status: 431, raw: true},
+		{name: '100 KiB Authorization', path: `/v2/private/known/blobs/${env.known.digest}`, headers: {authorization: `Bearer ${big}`}, status: 431, raw: true},
+		{name: '100 KiB Range', path: `/v2/private/known/blobs/${env.known.digest}`, headers: {range: `bytes=${'1'.repeat(100 * 1024)}-`}, status: 431, raw: true},
+		{name: '100 KiB path', path: `/v2/private/${'a'.repeat(100 * 1024)}/manifests/latest`, status: 431, raw: true},
+		{name: '2000 headers', path: '/v2/', headers: Object.fromEntries(Array.from({length: 2000}, (_, n) => [`x-h-${n}`, 'y'.repeat(40)])), status: 431, raw: true},
+		{name: 'unknown method', method: 'FOO', path: '/v2/', status: 400, raw: true},
 	];
 	const problems = await runCases(t, env, cases);
 	t.deepEqual(problems, []);
@@ -581,33 +585,51 @@ test('huge request headers and garbage requests: a 4xx (431 for headers), never 
 		['header injection', 'GET /v2/ HTTP/1.1\r\nHost: x\r\nX-A: b\rX-B: c\r\n\r\n'],
 		['bad Content-Length', 'PUT /v2/private/m/manifests/latest HTTP/1.1\r\nHost: x\r\nContent-Length: -5\r\n\r\n'],
 		['two Content-Lengths', 'PUT /v2/private/m/manifests/latest HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\nhello!'],
-		['binary', randomBytes(2048)],
+		['binary', Buffer.from(Array.from({length: 2048}, (_, n) => (n * 37 + 1) % 256))],
 	];
 	for (const [label, text] of garbage) {
 		const result = await rawExchange(env.mirror.url, text);
-		t.true(result.status === 0 || (result.status >= 400 && result.status < 500), `${label}: a 4xx or a closed connection (${result.status})`);
+		t.is(result.status, 400, `${label}: Node's parser answers 400 Bad Request and closes (${result.error ?? 'no error'})`);
 	}
 
 	await assertHealthy(t, env);
 });
 
-test('malformed Accept, Content-Length and Transfer-Encoding headers: the right manifest or a 4xx, never a 500', async t => {
+test('malformed Accept, Content-Length and Transfer-Encoding headers: the manifest, MANIFEST_UNKNOWN or 400, never a 500', async t => {
 	const env = await setup(t);
 	const manifest = dockerManifest(env);
 	const pushed = await rawRequest(env.mirror.url, '/v2/private/m/manifests/acc', {method: 'PUT', headers: {'content-type': DOCKER_MANIFEST}, body: manifest});
 	t.is(pushed.status, 201, pushed.body.toString());
-	const accepts = ['', ',,,', ';;;', '*/*;q=abc', `${DOCKER_MANIFEST};q=-1`, `${DOCKER_MANIFEST};q=2`, 'text/html', `${'a/b, '.repeat(2000)}${DOCKER_MANIFEST}`, '*', '/', 'application/*;;;q=0.5,,'];
+	// parseAccept keeps the bare types (parameters and empty parts dropped, q=0 excluded); accepts() takes an empty
+	// list, */* and application/* as "anything". Whatever else does not name the Docker manifest type is refused
+	// by negotiate() as MANIFEST_UNKNOWN.
+	const served = {status: 200, body200: manifest};
+	const refused = {status: 404, code: 'MANIFEST_UNKNOWN'};
+	const accepts: Array<[string, Pick<Case, 'status' | 'code' | 'body200'>]> = [
+		['', served],
+		[',,,', served],
+		[';;;', served],
+		['*/*;q=abc', served],
+		[`${DOCKER_MANIFEST};q=-1`, served],
+		[`${DOCKER_MANIFEST};q=2`, served],
+		['text/html', refused],
+		[`${'a/b, '.repeat(2000)}${DOCKER_MANIFEST}`, served],
+		['*', refused],
+		['/', refused],
+		['application/*;;;q=0.5,,', served],
+	];
 	const cases: Case[] = [];
-	for (const accept of accepts) {
-		// Either the manifest (negotiation accepted it) or MANIFEST_UNKNOWN (it did not): nothing else.
-		cases.push({name: `Accept ${JSON.stringify(accept.slice(0, 40))}`, path: '/v2/private/m/manifests/acc', headers: {accept}, status: 404, code: 'MANIFEST_UNKNOWN', okBody: manifest});
+	for (const [accept, expect] of accepts) {
+		cases.push({name: `Accept ${JSON.stringify(accept.slice(0, 40))}`, path: '/v2/private/m/manifests/acc', headers: {accept}, ...expect});
 	}
 
 	cases.push(
 		{name: 'Content-Length: abc', method: 'PUT', path: '/v2/private/m/manifests/x', headers: {'content-length': 'abc'}, status: 400, raw: true},
 		{name: 'Content-Length and Transfer-Encoding', method: 'PUT', path: '/v2/private/m/manifests/x', headers: {'content-length': '2', 'transfer-encoding': 'chunked'}, body: '2\r\n{}\r\n0\r\n\r\n', status: 400, raw: true},
-		{name: 'Transfer-Encoding: gzip', method: 'PATCH', path: `${await startSession(env)}`, headers: {'transfer-encoding': 'gzip'}, body: 'x', status: [400, 415, 501], raw: true},
-		{name: 'Authorization garbage (no auth configured)', path: '/v2/private/m/manifests/nope', headers: {authorization: 'Basic !!!'}, status: [401, 404], code: ['UNAUTHORIZED', 'MANIFEST_UNKNOWN']},
+		// Node's parser refuses a request whose last transfer coding is not chunked.
+		{name: 'Transfer-Encoding: gzip', method: 'PATCH', path: `${await startSession(env)}`, headers: {'transfer-encoding': 'gzip'}, body: 'x', status: 400, raw: true},
+		// Without `auth` in the config there is no auth middleware: the header is ignored.
+		{name: 'Authorization garbage (no auth configured)', path: '/v2/private/m/manifests/nope', headers: {authorization: 'Basic !!!'}, status: 404, code: 'MANIFEST_UNKNOWN'},
 		{name: 'Host header traversal', method: 'POST', path: '/v2/private/up/blobs/uploads/?digest=sha256:bad', headers: {host: `../../${SENTINEL}`}, status: 400, code: 'DIGEST_INVALID'},
 	);
 	const problems = await runCases(t, env, cases);
@@ -617,9 +639,9 @@ test('malformed Accept, Content-Length and Transfer-Encoding headers: the right 
 
 // --- manifests --------------------------------------------------------------------------------
 
-test('invalid, oversized and wrongly typed manifests: 4xx with MANIFEST_INVALID (or the specific code), nothing stored', async t => {
+test('invalid, oversized and wrongly typed manifests: 400 MANIFEST_INVALID (or the specific code), 413 over 4 MiB, nothing stored', async t => {
 	const env = await setup(t);
-	const put = (name: string, body: Buffer | string, contentType: string | undefined, status: number | number[], code: string | string[], reference = 'latest', headers: Record<string, string> = {}): Case => ({
+	const put = (name: string, body: Buffer | string, contentType: string | undefined, status: number, code: string, reference = 'latest', headers: Record<string, string> = {}): Case => ({
 		name,
 		method: 'PUT',
 		path: `/v2/private/m/manifests/${reference}`,
@@ -653,28 +675,27 @@ test('invalid, oversized and wrongly typed manifests: 4xx with MANIFEST_INVALID 
 		put('unknown blob', JSON.stringify({schemaVersion: 2, mediaType: OCI_MANIFEST, config: {mediaType: 'a/b', size: 10, digest: unknownBlob}, layers: []}), OCI_MANIFEST, 400, 'MANIFEST_BLOB_UNKNOWN'),
 		put('index of unknown manifests', JSON.stringify({schemaVersion: 2, mediaType: 'application/vnd.oci.image.index.v1+json', manifests: [{mediaType: OCI_MANIFEST, size: 10, digest: unknownBlob}]}), 'application/vnd.oci.image.index.v1+json', 400, 'MANIFEST_BLOB_UNKNOWN'),
 		put('size that does not match the blob', dockerManifest(env, {config: {mediaType: 'application/vnd.docker.container.image.v1+json', size: 1, digest: env.manifestBlobs.config.digest}}), DOCKER_MANIFEST, 400, 'MANIFEST_INVALID'),
-		put('5 MiB with Content-Length', oversized, OCI_MANIFEST, [400, 413], ['MANIFEST_INVALID', 'SIZE_INVALID']),
-		{...put('5 MiB chunked', oversized, OCI_MANIFEST, [400, 413], ['MANIFEST_INVALID', 'SIZE_INVALID']), headers: {'content-type': OCI_MANIFEST, 'transfer-encoding': 'chunked'}},
-		put('Content-Length larger than the limit, small body', '{}', OCI_MANIFEST, [400, 413], ['MANIFEST_INVALID', 'SIZE_INVALID'], 'latest', {'content-length': String(64 * 1024 * 1024)}),
-		// Wrong content types for a valid manifest.
-		put('text/plain', dockerManifest(env), 'text/plain', [400, 415], ['MANIFEST_INVALID', 'UNSUPPORTED']),
-		put('application/json', dockerManifest(env), 'application/json', [400, 415], ['MANIFEST_INVALID', 'UNSUPPORTED']),
-		put('a layer media type', dockerManifest(env), 'application/vnd.oci.image.layer.v1.tar', [400, 415], ['MANIFEST_INVALID', 'UNSUPPORTED']),
-		put('OCI type for a Docker manifest', dockerManifest(env), OCI_MANIFEST, [400, 415], ['MANIFEST_INVALID', 'UNSUPPORTED']),
-		put('no media type anywhere, text/plain', JSON.stringify({schemaVersion: 2, config: {mediaType: 'a/b', size: 1, digest: unknownBlob}, layers: []}), 'text/plain', [400, 415], ['MANIFEST_INVALID', 'UNSUPPORTED']),
+		// readBody: over MAX_MANIFEST_BYTES by the declared Content-Length or by what arrives (TooLargeError).
+		put('5 MiB with Content-Length', oversized, OCI_MANIFEST, 413, 'MANIFEST_INVALID'),
+		{...put('5 MiB chunked', oversized, OCI_MANIFEST, 413, 'MANIFEST_INVALID'), headers: {'content-type': OCI_MANIFEST, 'transfer-encoding': 'chunked'}},
+		put('Content-Length larger than the limit, small body', '{}', OCI_MANIFEST, 413, 'MANIFEST_INVALID', 'latest', {'content-length': String(64 * 1024 * 1024)}),
+		// Wrong content types for a valid manifest: LocalWriter.putManifest refuses a Content-Type that contradicts
+		// the manifest's mediaType, or a type it cannot store, as MANIFEST_INVALID.
+		put('text/plain', dockerManifest(env), 'text/plain', 400, 'MANIFEST_INVALID'),
+		put('application/json', dockerManifest(env), 'application/json', 400, 'MANIFEST_INVALID'),
+		put('a layer media type', dockerManifest(env), 'application/vnd.oci.image.layer.v1.tar', 400, 'MANIFEST_INVALID'),
+		put('OCI type for a Docker manifest', dockerManifest(env), OCI_MANIFEST, 400, 'MANIFEST_INVALID'),
+		put('no media type anywhere, text/plain', JSON.stringify({schemaVersion: 2, config: {mediaType: 'a/b', size: 1, digest: unknownBlob}, layers: []}), 'text/plain', 400, 'MANIFEST_INVALID'),
 		put('a bad tag', dockerManifest(env), DOCKER_MANIFEST, 400, 'TAG_INVALID', '-latest'),
 		{name: 'PUT to a cached namespace', method: 'PUT', path: '/v2/team/app/manifests/latest', headers: {'content-type': DOCKER_MANIFEST}, body: dockerManifest(env), status: 405, code: 'UNSUPPORTED'},
 	];
 	const problems = await runCases(t, env, cases);
 	t.deepEqual(problems, []);
 
+	// The repository exists (setup pushed its blobs), so its tag list is there, and empty.
 	const tags = await rawRequest(env.mirror.url, '/v2/private/m/tags/list');
-	if (tags.status === 200) {
-		t.deepEqual((JSON.parse(tags.body.toString()) as {tags?: unknown}).tags ?? [], [], 'no tag was created by any of them');
-	} else {
-		t.is(tags.status, 404, 'no tag was created by any of them');
-		t.is(errorCode(tags), 'NAME_UNKNOWN');
-	}
+	t.is(tags.status, 200);
+	t.deepEqual(JSON.parse(tags.body.toString()), {name: 'private/m', tags: []}, 'no tag was created by any of them');
 	// The good one still goes in.
 	const good = await rawRequest(env.mirror.url, '/v2/private/m/manifests/latest', {method: 'PUT', headers: {'content-type': DOCKER_MANIFEST}, body: dockerManifest(env)});
 	t.is(good.status, 201, good.body.toString());
@@ -702,7 +723,8 @@ test('methods that do not apply: 405 UNSUPPORTED with a V2 body', async t => {
 		{name: 'DELETE _catalog', method: 'DELETE', path: '/v2/_catalog', ...unsupported},
 		{name: 'PUT referrers', method: 'PUT', path: `/v2/private/known/referrers/${env.known.digest}`, body: '{}', ...unsupported},
 		{name: 'TRACE /v2/', method: 'TRACE', path: '/v2/', ...unsupported},
-		{name: 'PROPFIND a manifest', method: 'PROPFIND', path: '/v2/private/m/manifests/latest', status: [405, 501], code: 'UNSUPPORTED'},
+		// Node's parser knows PROPFIND (WebDAV): it reaches the router, which has no such route.
+		{name: 'PROPFIND a manifest', method: 'PROPFIND', path: '/v2/private/m/manifests/latest', ...unsupported},
 		{name: 'DELETE a cached manifest', method: 'DELETE', path: '/v2/team/app/manifests/1', ...unsupported},
 		{name: 'DELETE a cached blob', method: 'DELETE', path: `/v2/team/app/blobs/${env.cachedLayer}`, ...unsupported},
 		{name: 'upload to a cached namespace', method: 'POST', path: '/v2/team/app/blobs/uploads/', ...unsupported},

@@ -369,10 +369,10 @@ export async function localRegistry(t: ExecutionContext, options: MirrorOptions 
 
 /**
  * Sends `prefix` as the start of a PATCH body of `announced` bytes, then cuts
- * the connection: a client whose network dropped mid-chunk. Resolves once the
- * socket is closed.
+ * the connection (once `cutAfter` has resolved, when given): a client whose
+ * network dropped mid-chunk. Resolves once the socket is closed.
  */
-export async function droppedPatch(sessionUrl: string, prefix: Buffer, announced: number): Promise<void> {
+export async function droppedPatch(sessionUrl: string, prefix: Buffer, announced: number, cutAfter?: Promise<void>): Promise<void> {
 	await new Promise<void>(resolve => {
 		const request = httpRequest(sessionUrl, {
 			method: 'PATCH',
@@ -386,7 +386,7 @@ export async function droppedPatch(sessionUrl: string, prefix: Buffer, announced
 		});
 		request.on('close', () => resolve());
 		request.write(prefix, () => {
-			request.destroy();
+			void (cutAfter ?? Promise.resolve()).then(() => request.destroy());
 		});
 	});
 }
