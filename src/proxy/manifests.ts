@@ -170,7 +170,7 @@ export class ProxyManifests {
 	}
 
 	#stale(target: CachedTarget, manifest: ManifestRecord, error: unknown): ManifestResult {
-		const reason = error instanceof RegistryError ? error.message : String(error);
+		const reason = error instanceof Error ? error.message : String(error);
 		this.deps.log.warn({upstream: target.upstream.name, repository: target.remoteName, digest: manifest.digest, reason}, 'serving stale manifest');
 		this.deps.onResult?.(target.upstream.name, 'stale');
 		this.deps.access.touch('manifest', manifest.digest);

@@ -13,11 +13,12 @@ import {setTimeout as delay} from 'node:timers/promises';
 import got, {type Got, type Request as GotRequest} from 'got';
 import {type UpstreamConfig} from '../config/load.js';
 import {RegistryError, UpstreamError} from '../v2/errors.js';
+import {type UpstreamBody, losslessBody} from './body.js';
 import {CircuitBreaker} from './breaker.js';
 import {type AuthResponse, type AuthTransport, TokenAuth} from './token-auth.js';
 
 export type UpstreamResponse = {status: number; headers: IncomingHttpHeaders; body: Buffer};
-export type UpstreamStream = {status: number; headers: IncomingHttpHeaders; body: GotRequest};
+export type UpstreamStream = {status: number; headers: IncomingHttpHeaders; body: UpstreamBody};
 
 export type UpstreamEvents = {
 	onRequest?: (upstream: string, method: string, kind: string, status: number) => void;
@@ -128,7 +129,7 @@ export class UpstreamClient {
 			}
 		};
 		const {status, headers, body} = await this.#send('GET', options, open);
-		return {status, headers, body};
+		return {status, headers, body: losslessBody(body)};
 	}
 
 	/**

@@ -9,6 +9,7 @@ import test, {type ExecutionContext} from 'ava';
 import {randomBytes} from 'node:crypto';
 import {existsSync} from 'node:fs';
 import {readFile, readdir} from 'node:fs/promises';
+import {createServer} from 'node:http';
 import {join} from 'node:path';
 import {setTimeout as sleep} from 'node:timers/promises';
 import {
@@ -24,7 +25,7 @@ import {
 } from '../helpers/fault-upstream.js';
 import {buildImage, pushImage} from '../helpers/images.js';
 import {type Mirror, startMirror} from '../helpers/mirror.js';
-import {tempDir} from '../helpers/process.js';
+import {closeServer, listenLocal, tempDir} from '../helpers/process.js';
 import {startStack} from '../helpers/stack.js';
 
 const API_VERSION = 'registry/2.0';
@@ -181,21 +182,61 @@ const blobFault = test.macro({
 		`blob fault ${JSON.stringify(fault)}: the client gets ${describeFailure(expected)}, nothing is stored, recovery gets the right bytes`,
 });
 
-// The upstream's headers arrived, so the fill started and its 200 went out; the body then failed.
-test(blobFault, {kind: 'reset', afterBytes: 100 * 1024}, {status: 200, cut: 'right', atMost: 100 * 1024}, 1);
-test(blobFault, {kind: 'reset', afterBytes: 0, delayMs: 0}, {status: 200, cut: 'right', atMost: 0}, 1);
+// Faults the digest reveals only at the end (wrong bytes, a complete-looking chunked truncation): the fill's 200
+// went out, then the connection is cut; no resume can help.
 test(blobFault, {kind: 'wrong-bytes'}, {status: 200, cut: 'wrong', atMost: LAYER_SIZE - 1}, 1);
 test(blobFault, {kind: 'wrong-bytes', chunked: true}, {status: 200, cut: 'wrong', atMost: LAYER_SIZE - UNKNOWN_SIZE_HOLDBACK}, 1);
 test(blobFault, {kind: 'short', chunked: true}, {status: 200, cut: 'right', atMost: LAYER_SIZE / 2 - UNKNOWN_SIZE_HOLDBACK}, 1);
-test(blobFault, {kind: 'reset', afterBytes: 100 * 1024, chunked: true}, {status: 200, cut: 'right', atMost: 100 * 1024 - UNKNOWN_SIZE_HOLDBACK}, 1);
-test(blobFault, {kind: 'short'}, {status: 200, cut: 'right', atMost: LAYER_SIZE / 2}, 1);
-test(blobFault, {kind: 'short', bytes: LAYER_SIZE - 1}, {status: 200, cut: 'right', atMost: LAYER_SIZE - 1}, 1);
-test(blobFault, {kind: 'stall', afterBytes: 64 * 1024}, {status: 200, cut: 'right', atMost: 64 * 1024}, 1);
+// A body that breaks on every request without bringing anything new: resumes stop once three answers in a row brought
+// nothing (Fill's MAX_IDLE_RESUMES), then the cut. Here the first answer already brought nothing: three GETs; a chunked
+// upstream ignores Range, so each resume starts over and breaks where the first did: the first GET and three resumes.
+test(blobFault, {kind: 'reset', afterBytes: 0, delayMs: 0}, {status: 200, cut: 'right', atMost: 0}, 3);
+test(blobFault, {kind: 'reset', afterBytes: 100 * 1024, chunked: true}, {status: 200, cut: 'right', atMost: 100 * 1024 - UNKNOWN_SIZE_HOLDBACK}, 4);
 // No 200 from the upstream: the mirror answers 502 UNAVAILABLE (a 500 is not retried, a 503 and a dropped connection are).
 test(blobFault, {kind: 'status', status: 500}, UNAVAILABLE, 1);
 test(blobFault, {kind: 'status', status: 503}, UNAVAILABLE, 3);
 test(blobFault, {kind: 'hang'}, UNAVAILABLE, 1);
 test(blobFault, {kind: 'drop'}, UNAVAILABLE, 3);
+
+/**
+ * A body that breaks `times` times (the fault then clears, as on a flaky link): the mirror resumes from the
+ * last byte written, the client's one GET gets the whole blob, and the upstream sends every byte exactly once.
+ */
+const resumedFault = test.macro({
+	async exec(t, fault: Fault, times: number, gets: number) {
+		const {upstream, mirror, image} = await setup(t, fault.kind === 'stall' ? {config: {timeout: '1s'}} : {});
+		const path = `/v2/team/app/blobs/${image.layer.digest}`;
+		upstream.setFault(path, fault, {times, methods: ['GET']});
+		assertOk(t, await getBlob(mirror, 'team/app', image.layer.digest), image.layer.bytes, 'one GET through the breaks');
+		t.is(upstream.count({method: 'GET', path}), gets, 'the first request and one per break');
+		t.is(upstream.bytesSent(path), LAYER_SIZE, 'every byte sent once (1.0x)');
+		await assertStored(t, mirror, image.layer.digest);
+		assertOk(t, await getBlob(mirror, 'team/app', image.layer.digest), image.layer.bytes, 'then a hit');
+		t.is(upstream.count({method: 'GET', path}), gets, 'the hit asks the upstream nothing');
+	},
+	title: (_, fault: Fault, times: number) => `blob fault ${JSON.stringify(fault)} ${times} time(s): resumed with Range, the client gets the whole blob, the upstream sends it once`,
+});
+
+test(resumedFault, {kind: 'reset', afterBytes: 100 * 1024}, 1, 2);
+test(resumedFault, {kind: 'reset', afterBytes: 100 * 1024}, 2, 3);
+test(resumedFault, {kind: 'reset', afterBytes: 100 * 1024, chunked: true}, 1, 2);
+test(resumedFault, {kind: 'short'}, 1, 2);
+test(resumedFault, {kind: 'short', bytes: LAYER_SIZE - 1}, 1, 2);
+test(resumedFault, {kind: 'stall', afterBytes: 64 * 1024}, 1, 2);
+
+test('an upstream that answers a Range request with a 200 from byte 0: the known part is skipped, the bytes are right', async t => {
+	const upstream = await startFaultUpstream({ignoreRange: true});
+	t.teardown(async () => upstream.stop());
+	const mirror = await startMirror({upstreams: {fault: {url: upstream.url, tag_ttl: '1s', timeout: '10s'}}});
+	t.teardown(async () => mirror.stop());
+	const image = addImage(upstream, 'team/app', '1');
+	const path = `/v2/team/app/blobs/${image.layer.digest}`;
+	upstream.setFault(path, {kind: 'reset', afterBytes: 100 * 1024}, {times: 1, methods: ['GET']});
+	assertOk(t, await getBlob(mirror, 'team/app', image.layer.digest), image.layer.bytes, 'one GET');
+	t.is(upstream.count({method: 'GET', path}), 2);
+	t.is(upstream.bytesSent(path), LAYER_SIZE + 100 * 1024, 'the second answer started over from byte 0');
+	await assertStored(t, mirror, image.layer.digest);
+});
 
 test('an upstream that sends no Content-Length: the right bytes (a Range is ignored while the size is unknown), stored once verified', async t => {
 	const {upstream, mirror, image} = await setup(t);
@@ -384,25 +425,41 @@ test('configured credentials go to the upstream\'s own token realm, never to the
 	}
 });
 
-test('credentials never go to a token realm on an unrelated host', async t => {
+test('credentials go to the token realm the upstream\'s /v2/ challenge names, on another host too (auth.docker.io for registry-1.docker.io)', async t => {
 	const credentials = {username: 'mirror-user', password: 's3cret-pass'};
-	// The registry is 127.0.0.1, the realm is "localhost": another host as far as the mirror can tell.
-	const {upstream, mirror, image} = await setup(t, {upstream: {realmHost: 'localhost'}, config: credentials});
+	// The registry is 127.0.0.1, the realm is "localhost": another host, but the one the upstream named for itself.
+	const {upstream, mirror, image} = await setup(t, {upstream: {realmHost: 'localhost', credentials}, config: credentials});
 	t.regex(upstream.realm, /^http:\/\/localhost:\d+\/token$/);
-	// An anonymous token works on this upstream, so the pull succeeds.
 	assertOk(t, await getManifest(mirror, 'team/app', '1'), image.manifest, 'manifest');
-	t.is(upstream.tokenRequests.length, 1, 'the realm was asked once, for an anonymous token');
-	for (const entry of upstream.tokenRequests) {
-		t.is(entry.authorization, undefined, 'no Authorization header to the foreign realm');
-		t.false(entry.path.includes(credentials.password), 'no password in the URL');
-		t.false(entry.path.includes(credentials.username), 'no user name in the URL');
-	}
-
-	const secret = Buffer.from(`${credentials.username}:${credentials.password}`).toString('base64');
-	for (const entry of [...upstream.requests, ...upstream.cdnRequests]) {
-		t.false((entry.authorization ?? '').includes(secret), 'credentials nowhere');
-	}
+	t.is(upstream.tokenRequests.length, 1);
+	t.is(upstream.tokenRequests[0]?.authorization, `Basic ${Buffer.from(`${credentials.username}:${credentials.password}`).toString('base64')}`);
 });
+
+test('a 401 naming a token realm on another port of the upstream\'s host gets no Authorization', async t => {
+	const credentials = {username: 'mirror-user', password: 's3cret-pass'};
+	const {upstream, mirror, image} = await setup(t, {upstream: {credentials}, config: credentials});
+	const foreign: Array<{authorization: string | undefined; url: string}> = [];
+	const server = createServer((request, response) => {
+		foreign.push({authorization: request.headers.authorization, url: request.url ?? ''});
+		response.writeHead(200, {'content-type': 'application/json'});
+		response.end(JSON.stringify({token: 'foreign', expires_in: 300}));
+	});
+	const port = await listenLocal(server, 0);
+	t.teardown(async () => closeServer(server));
+	t.not(port, upstream.port);
+	upstream.setFault('/v2/team/app/manifests/1', {kind: 'challenge', realm: `http://127.0.0.1:${port}/token`});
+	const denied = await getManifest(mirror, 'team/app', '1');
+	t.is(denied.status, 404, 'the upstream kept refusing: NAME_UNKNOWN');
+	t.is(errorCode(denied), 'NAME_UNKNOWN');
+	t.is(upstream.tokenRequests.length, 1, 'the own realm, asked first, with the credentials');
+	t.truthy(upstream.tokenRequests[0]?.authorization);
+	t.is(foreign.length, 1, 'the realm the 401 named was asked once');
+	t.is(foreign[0]?.authorization, undefined, 'without the credentials');
+	t.false(foreign[0]?.url.includes(credentials.username), 'no account in the query');
+	upstream.clearFaults();
+	assertOk(t, await getManifest(mirror, 'team/app', '1'), image.manifest, 'the own realm serves again');
+});
+
 
 test('a blob redirect to a CDN on another host carries no Authorization header, and the bytes are right', async t => {
 	const credentials = {username: 'mirror-user', password: 's3cret-pass'};
@@ -487,6 +544,27 @@ test(staleTag, 'status');
 test(staleTag, 'rate-limit');
 test(staleTag, 'hang');
 test(staleTag, 'refused');
+
+test('a hanging upstream: a cached tag past its TTL is answered within revalidate_timeout, stale, while the revalidation carries on', async t => {
+	// The upstream timeout (60 s) is far past the client's patience (20 s): only the bound lets the client have an answer.
+	const {upstream, mirror, image} = await setup(t, {config: {timeout: '60s', revalidate_timeout: '1s'}});
+	assertOk(t, await getManifest(mirror, 'team/app', '1'), image.manifest, 'first pull');
+	await sleep(1100); // past tag_ttl
+	const path = '/v2/team/app/manifests/1';
+	upstream.resetCounts();
+	upstream.setFault(path, {kind: 'hang'});
+	const stale = await getManifest(mirror, 'team/app', '1');
+	assertOk(t, stale, image.manifest, 'the stale copy, within the bound');
+	t.is(stale.headers['warning'], '299 - "stale: upstream fault failed (no answer within 1000 ms); serving the cached copy"');
+	const again = await getManifest(mirror, 'team/app', '1');
+	assertOk(t, again, image.manifest, 'a second client joins the revalidation in flight and is answered within the bound too');
+	t.is(upstream.count({kind: 'manifest', path}), 1, 'one revalidating HEAD, still hanging');
+	upstream.clearFaults();
+	await upstream.refuse(); // drops the hanging connection: the revalidation in the background fails
+	await upstream.accept();
+	const fresh = await recovered(t, async () => getManifest(mirror, 'team/app', '1'), image.manifest, 'after recovery');
+	t.is(fresh.headers['warning'], undefined);
+});
 
 test('offline upstream: serves only what is cached (404 MANIFEST_UNKNOWN / BLOB_UNKNOWN otherwise) and sends the upstream nothing', async t => {
 	const upstream = await startFaultUpstream();
@@ -650,21 +728,21 @@ test('Range on an uncached blob: 206 with Content-Range; 416 for bytes=999999999
 	await assertStored(t, mirror, image.layer.digest);
 });
 
-test('a download broken midway resumes with Range and yields the full, correct bytes', async t => {
+test('a client whose own connection breaks midway resumes with Range and gets the rest from the fill, then from the cache', async t => {
 	const {upstream, mirror, image} = await setup(t);
 	const path = `/v2/team/app/blobs/${image.layer.digest}`;
-	upstream.setFault(path, {kind: 'reset', afterBytes: 150 * 1024, delayMs: 300}, {times: 1, methods: ['GET']});
-	const broken = await getBlob(mirror, 'team/app', image.layer.digest);
-	t.is(broken.status, 200);
-	t.false(broken.complete, 'the first read was cut');
-	t.true(broken.body.length < image.layer.bytes.length);
-	t.deepEqual(broken.body, image.layer.bytes.subarray(0, broken.body.length), 'what arrived is a correct prefix');
-	await assertNothingStored(t, mirror, image.layer.digest);
+	upstream.setFault(path, {kind: 'slow', chunkSize: 16 * 1024, delayMs: 20}, {methods: ['GET']});
+	const cut = await rawRequest(mirror.url, path, {timeoutMs: 20_000, abortAfterBytes: 100 * 1024});
+	t.is(cut.status, 200);
+	t.false(cut.complete, 'the client hung up');
+	t.deepEqual(cut.body, image.layer.bytes.subarray(0, cut.body.length), 'what arrived is a correct prefix');
 
-	const rest = await getBlob(mirror, 'team/app', image.layer.digest, {range: `bytes=${broken.body.length}-`});
+	const rest = await getBlob(mirror, 'team/app', image.layer.digest, {range: `bytes=${cut.body.length}-`});
 	t.is(rest.status, 206);
 	t.true(rest.complete);
-	t.is(rest.headers['content-range'], `bytes ${broken.body.length}-${image.layer.bytes.length - 1}/${image.layer.bytes.length}`);
-	t.is(sha256(Buffer.concat([broken.body, rest.body])), image.layer.digest, 'prefix + resumed rest = the blob');
+	t.is(rest.headers['content-range'], `bytes ${cut.body.length}-${image.layer.bytes.length - 1}/${image.layer.bytes.length}`);
+	t.is(sha256(Buffer.concat([cut.body, rest.body])), image.layer.digest, 'prefix + resumed rest = the blob');
 	await assertStored(t, mirror, image.layer.digest);
+	t.is(upstream.count({method: 'GET', path}), 1, 'the client leaving did not stop or restart the fill');
 });
+

@@ -44,7 +44,9 @@ export type Fault =
 	/** Never answers (the connection stays open until the client or stop() closes it). */
 	| {kind: 'hang'}
 	/** Resets the connection before any response byte. */
-	| {kind: 'drop'};
+	| {kind: 'drop'}
+	/** 401 with a Bearer challenge naming `realm` (a per-repository challenge that points elsewhere). */
+	| {kind: 'challenge'; realm: string};
 
 export type FaultMatch = string | RegExp | ((request: {method: string; path: string}) => boolean);
 
@@ -93,6 +95,8 @@ export type FaultUpstreamOptions = {
 	cdnHost?: string;
 	/** Host name in `url` (default 127.0.0.1). */
 	host?: string;
+	/** Answer Range requests with a 200 of the whole blob, as some upstreams do (default: 206 with the range). */
+	ignoreRange?: boolean;
 };
 
 export type FaultUpstream = {
@@ -108,6 +112,8 @@ export type FaultUpstream = {
 	/** Requests the CDN server received. */
 	cdnRequests: RecordedRequest[];
 	count(filter?: CountFilter): number;
+	/** Body bytes the registry wrote (to the socket) for `path`, or for every path. */
+	bytesSent(path?: string): number;
 	resetCounts(): void;
 	/** Registers blob bytes under a repository; returns the digest. */
 	addBlob(repo: string, bytes: Buffer): string;
@@ -237,6 +243,8 @@ export async function startFaultUpstream(options: FaultUpstreamOptions = {}): Pr
 	let rules: Rule[] = [];
 	let tokenFault: TokenFault | null = null;
 	const hung = new Set<ServerResponse>();
+	/** Body bytes written per path (see bytesSent). */
+	const sent = new Map<string, number>();
 
 	let port = 0;
 	let tokenPort = 0;
@@ -287,6 +295,11 @@ export async function startFaultUpstream(options: FaultUpstreamOptions = {}): Pr
 			case 'hang': {
 				hung.add(res);
 				res.once('close', () => hung.delete(res));
+				return true;
+			}
+
+			case 'challenge': {
+				v2Error(res, 401, 'UNAUTHORIZED', {'www-authenticate': `Bearer realm="${fault.realm}",service="${SERVICE}"`}, head);
 				return true;
 			}
 
@@ -357,17 +370,42 @@ export async function startFaultUpstream(options: FaultUpstreamOptions = {}): Pr
 		return repo === undefined || grant.scopes.some((scope) => scope.startsWith(`repository:${repo}:`) && /[:,]pull(,|$)/.test(scope));
 	}
 
+	/** A `Range: bytes=N-` or `bytes=N-M` this upstream honours: the first byte and the last. */
+	function rangeOf(req: IncomingMessage, length: number): {start: number; end: number} | undefined {
+		const match = /^bytes=(\d+)-(\d*)$/.exec(req.headers.range ?? '');
+		if (!match || options.ignoreRange) {
+			return undefined;
+		}
+
+		const start = Number(match[1]);
+		const end = match[2] === '' ? length - 1 : Math.min(Number(match[2]), length - 1);
+		return start < length && start <= end ? {start, end} : undefined;
+	}
+
 	async function sendBody(req: IncomingMessage, res: ServerResponse, bytes: Buffer, headers: Record<string, string>, fault: Fault | undefined): Promise<void> {
 		const head = req.method === 'HEAD';
-		const body = fault?.kind === 'wrong-bytes' ? Buffer.from(bytes.map((byte) => byte ^ 0xff)) : bytes;
 		const chunked = fault !== undefined && (fault.kind === 'chunked' || ('chunked' in fault && fault.chunked === true));
-		res.writeHead(200, chunked ? headers : {...headers, 'content-length': String(bytes.length)});
+		const range = chunked ? undefined : rangeOf(req, bytes.length);
+		const whole = fault?.kind === 'wrong-bytes' ? Buffer.from(bytes.map((byte) => byte ^ 0xff)) : bytes;
+		const body = range ? whole.subarray(range.start, range.end + 1) : whole;
+		const path = (req.url ?? '/').split('?')[0] ?? '/';
+		const counted = res.write.bind(res);
+		res.write = ((chunk: Buffer, ...rest: unknown[]) => {
+			sent.set(path, (sent.get(path) ?? 0) + chunk.length);
+			return (counted as (...args: unknown[]) => boolean)(chunk, ...rest);
+		}) as typeof res.write;
+		if (range) {
+			res.writeHead(206, {...headers, 'content-length': String(body.length), 'content-range': `bytes ${range.start}-${range.end}/${bytes.length}`});
+		} else {
+			res.writeHead(200, chunked ? headers : {...headers, 'content-length': String(bytes.length)});
+		}
+
 		if (head) {
 			res.end();
 			return;
 		}
 
-		const half = Math.floor(bytes.length / 2);
+		const half = Math.floor(body.length / 2);
 		switch (fault?.kind) {
 			case 'reset': {
 				await write(res, body.subarray(0, fault.afterBytes ?? half));
@@ -409,7 +447,8 @@ export async function startFaultUpstream(options: FaultUpstreamOptions = {}): Pr
 			}
 
 			default: {
-				res.end(body);
+				res.write(body);
+				res.end();
 			}
 		}
 	}
@@ -616,7 +655,11 @@ export async function startFaultUpstream(options: FaultUpstreamOptions = {}): Pr
 					(filter.kind === undefined || filter.kind === 'token' || filter.kind === 'cdn' || kindOf(entry.path) === filter.kind),
 			).length;
 		},
+		bytesSent(path?: string) {
+			return path === undefined ? [...sent.values()].reduce((sum, value) => sum + value, 0) : (sent.get(path) ?? 0);
+		},
 		resetCounts() {
+			sent.clear();
 			requests.length = 0;
 			tokenRequests.length = 0;
 			cdnRequests.length = 0;
@@ -716,6 +759,8 @@ export type RawRequestOptions = {
 	timeoutMs?: number;
 	/** Called with every body chunk as it arrives. */
 	onData?: (chunk: Buffer) => void;
+	/** Hang up (destroy the connection) once this many body bytes arrived: a client that goes away. */
+	abortAfterBytes?: number;
 };
 
 /**
@@ -752,9 +797,15 @@ export async function rawRequest(base: string, path: string, options: RawRequest
 			(res) => {
 				result.status = res.statusCode ?? 0;
 				result.headers = res.headers;
+				let received = 0;
 				res.on('data', (chunk: Buffer) => {
 					chunks.push(chunk);
+					received += chunk.length;
 					options.onData?.(chunk);
+					if (options.abortAfterBytes !== undefined && received >= options.abortAfterBytes) {
+						req.destroy();
+						finish('the client hung up');
+					}
 				});
 				res.once('end', () => {
 					result.complete = res.complete;

@@ -5,7 +5,6 @@
  * reaches a server is recorded, so the counts are exact.
  */
 import {type IncomingMessage, type Server, type ServerResponse, createServer} from 'node:http';
-import {type Readable} from 'node:stream';
 import {setTimeout as sleep} from 'node:timers/promises';
 import test, {type ExecutionContext} from 'ava';
 import {type UpstreamConfig} from '../../src/config/load.js';
@@ -72,7 +71,7 @@ async function manifest(upstream: UpstreamClient) {
 	return upstream.request('GET', MANIFEST, {scope, kind: 'manifest'});
 }
 
-async function text(body: Readable): Promise<string> {
+async function text(body: AsyncIterable<Uint8Array>): Promise<string> {
 	const chunks: Buffer[] = [];
 	for await (const chunk of body) {
 		chunks.push(chunk as Buffer);
