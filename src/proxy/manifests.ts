@@ -37,7 +37,7 @@ export type ProxyManifestDeps = {
 export class ProxyManifests {
 	/** One upstream fetch per repository and reference at a time. */
 	readonly #inflight = new SingleFlight<string, ManifestResult>();
-	readonly #missing = new LRUCache<string, RegistryError>({max: 10_000, ttl: NEGATIVE_TTL_MS});
+	readonly #missing = new LRUCache<string, RegistryError>({max: 10_000, ttl: NEGATIVE_TTL_MS, perf: {now: () => this.#now()}});
 	readonly #now: () => number;
 
 	constructor(private readonly deps: ProxyManifestDeps) {
