@@ -7,7 +7,7 @@ import {readFile, writeFile} from 'node:fs/promises';
 import {request} from 'node:http';
 import {createServer, type Server, Socket} from 'node:net';
 import {join} from 'node:path';
-import {GetObjectCommand, HeadObjectCommand, ListObjectsV2Command, S3Client} from '@aws-sdk/client-s3';
+import {GetObjectCommand, HeadObjectCommand, ListObjectsV2Command, type S3Client} from '@aws-sdk/client-s3';
 import test, {type ExecutionContext} from 'ava';
 import pg from 'pg';
 import {s3ClientFor} from '../helpers/ceph.js';
@@ -207,7 +207,7 @@ test.serial('kill -9 of the filling replica mid-fill: clients of the other repli
 	const database = new pg.Client({connectionString: cluster.databaseUrl});
 	await database.connect();
 	t.teardown(async () => database.end());
-	await waitFor(async () => (await database.query('SELECT owner FROM fills WHERE digest = $1', [layer.digest])).rows[0]?.owner === a.url, 'A owns the fill');
+	await waitFor(async () => (await database.query<{owner: string}>('SELECT owner FROM fills WHERE digest = $1', [layer.digest])).rows[0]?.owner === a.url, 'A owns the fill');
 	const clientB = streamBlob(`${b.url}/v2/library/crash/blobs/${layer.digest}`);
 	const clientC = streamBlob(`${c.url}/v2/library/crash/blobs/${layer.digest}`);
 	await waitFor(async () => clientB.received() > 1024 * 1024 && clientC.received() > 1024 * 1024, 'B and C receive bytes from A');
@@ -226,7 +226,7 @@ test.serial('kill -9 of the filling replica mid-fill: clients of the other repli
 	t.not(resultA.body.length, layer.bytes.length, 'the client of the killed replica was cut off');
 	t.is(upstream.count({method: 'GET', pathIncludes: layer.digest}), 2, 'A fetched, then one replica took over');
 	t.deepEqual(await assertBucketConsistent(t, cluster), [layer.digest]);
-	t.is((await database.query('SELECT count(*)::int AS n FROM fills')).rows[0].n, 0, 'no fill is left recorded');
+	t.is((await database.query<{n: number}>('SELECT count(*)::int AS n FROM fills')).rows[0]?.n, 0, 'no fill is left recorded');
 });
 
 test.serial("another replica's fill from one upstream does not serve a name whose upstream lacks the blob", async t => {
@@ -347,7 +347,7 @@ test.serial('quota and gc run cluster-wide: pulls through two replicas stay unde
 	await database.connect();
 	t.teardown(async () => database.end());
 	const cachedBytes = async () =>
-		Number((await database.query('SELECT (SELECT COALESCE(SUM(size), 0) FROM blobs WHERE pushed = 0) + (SELECT COALESCE(SUM(size), 0) FROM manifests WHERE pushed = 0) AS n')).rows[0].n);
+		Number((await database.query<{n: string}>('SELECT (SELECT COALESCE(SUM(size), 0) FROM blobs WHERE pushed = 0) + (SELECT COALESCE(SUM(size), 0) FROM manifests WHERE pushed = 0) AS n')).rows[0]?.n);
 	for (const [index, {name, image}] of images.entries()) {
 		await pushImage(upstream.url, name, '1', image);
 		const replica = cluster.replicas[index % 2]!;

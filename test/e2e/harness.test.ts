@@ -44,7 +44,7 @@ test('anonymous /v2/ gets a Bearer challenge; the token server grants pull to an
 	const body = (await anonymous.json()) as {token: string; access_token: string; expires_in: number; issued_at: string};
 	t.is(body.token, body.access_token);
 	const [, claims] = body.token.split('.');
-	t.deepEqual(JSON.parse(Buffer.from(claims ?? '', 'base64url').toString('utf8')).access, [{type: 'repository', name: 'lib/x', actions: ['pull']}]);
+	t.deepEqual((JSON.parse(Buffer.from(claims ?? '', 'base64url').toString('utf8')) as {access: unknown}).access, [{type: 'repository', name: 'lib/x', actions: ['pull']}]);
 	t.deepEqual(tokens.requests.at(-1), {scope: 'repository:lib/x:pull,push', account: null});
 
 	const bad = await fetch(`${tokens.realm}?service=${tokens.service}`, {headers: {authorization: `Basic ${Buffer.from('alice:nope').toString('base64')}`}});
