@@ -6,16 +6,17 @@ import {type Reference, parseReference} from '../v2/grammar.js';
 import {type HandlerDeps, location, notify, params, readService, respondEmpty, targetOf, writableTargetOf} from './context.js';
 
 /**
- * The reference of a manifest read. One that is neither a valid tag nor a
- * digest names no manifest: 404 MANIFEST_UNKNOWN, as the distribution-spec
- * conformance suite expects (writes to it stay 400).
+ * The reference of a manifest read. One that is not a valid tag (and does not
+ * look like a digest) names no manifest: 404 MANIFEST_UNKNOWN, as the
+ * distribution-spec conformance suite expects; writes to it stay 400, and a
+ * malformed digest stays 400 DIGEST_INVALID.
  */
 function readReference(ctx: MirrorContext): Reference {
 	const raw = params(ctx)['reference'] ?? '';
 	try {
 		return parseReference(raw);
 	} catch (error) {
-		if (error instanceof RegistryError) {
+		if (error instanceof RegistryError && error.code === 'TAG_INVALID') {
 			throw new RegistryError('MANIFEST_UNKNOWN', {message: `no manifest can have the reference ${JSON.stringify(raw.slice(0, 200))}`, detail: {reason: error.message}});
 		}
 

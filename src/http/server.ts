@@ -21,10 +21,6 @@ function parserStatus(error: NodeJS.ErrnoException): number {
 			return 431;
 		}
 
-		case 'HPE_INVALID_METHOD': {
-			return 405;
-		}
-
 		case 'ERR_HTTP_REQUEST_TIMEOUT': {
 			return 408;
 		}
