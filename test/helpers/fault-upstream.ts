@@ -61,6 +61,8 @@ export type RecordedRequest = {
 	method: string;
 	path: string;
 	authorization?: string;
+	/** The Range header, when there was one. */
+	range?: string;
 	/** When it arrived, and when its response was complete (unset while hanging or when cut). */
 	at: number;
 	finishedAt?: number;
@@ -257,6 +259,10 @@ export async function startFaultUpstream(options: FaultUpstreamOptions = {}): Pr
 		const entry: RecordedRequest = {method: req.method ?? 'GET', path: req.url ?? '/', at: Date.now()};
 		if (req.headers.authorization !== undefined) {
 			entry.authorization = req.headers.authorization;
+		}
+
+		if (req.headers.range !== undefined) {
+			entry.range = req.headers.range;
 		}
 
 		res.once('finish', () => {
