@@ -63,7 +63,7 @@ test('errors are V2 JSON with the right code and status, and carry the API versi
 		['/v2/a//b/manifests/latest', {}, 400, 'NAME_INVALID'],
 		['/v2/library%2fapp/manifests/latest', {}, 400, 'NAME_INVALID'],
 		['/v2/library/app/manifests/bad:tag!', {}, 400, 'DIGEST_INVALID'],
-		['/v2/library/app/manifests/-bad', {}, 400, 'TAG_INVALID'],
+		['/v2/library/app/manifests/-bad', {}, 404, 'MANIFEST_UNKNOWN'], // no manifest can have this reference (OCI conformance)
 		['/v2/library/app/blobs/sha256:xyz', {}, 400, 'DIGEST_INVALID'],
 		['/v2/library/app/blobs/md5:' + 'a'.repeat(32), {}, 400, 'DIGEST_INVALID'],
 		['/v2/library/app/tags/list?n=x', {}, 400, 'PAGINATION_NUMBER_INVALID'],

@@ -59,7 +59,18 @@ test('metrics count hits, misses, bytes and upstream requests; healthz and ready
 	const health = await fetch(`${mirror.url}/healthz`);
 	t.deepEqual([health.status, await health.json()], [200, {status: 'ok'}]);
 	const ready = await fetch(`${mirror.url}/readyz`);
-	t.deepEqual([ready.status, await ready.json()], [200, {status: 'ready', checks: {storage: 'ok', database: 'ok'}}]);
+	t.deepEqual([ready.status, await ready.json()], [200, {status: 'ready', checks: {storage: 'ok', database: 'ok'}, upstreams: {'docker.io': 'healthy'}}]);
+
+	// An upstream that cannot be reached is reported, and the replica stays ready: it still serves what it has.
+	await upstream.stop();
+	const offline = await fetch(`${mirror.url}/v2/library/metered/manifests/${'a'.repeat(8)}`);
+	t.is(offline.status, 502);
+	const stillReady = await fetch(`${mirror.url}/readyz`);
+	const report = (await stillReady.json()) as {upstreams: Record<string, string>};
+	t.is(stillReady.status, 200);
+	t.regex(report.upstreams['docker.io'] ?? '', /^unreachable \(ECONNREFUSED, \d+ s ago\)$/);
+	const dashboard = await fetch(`${mirror.url}/?format=json`);
+	t.is(((await dashboard.json()) as {upstreams: Array<{reachable: boolean}>}).upstreams[0]?.reachable, false, 'the dashboard says so too');
 
 	// Storage that cannot take a write makes the replica not ready (root ignores permissions: replace the dir by a file).
 	const tmp = join(mirror.dataDir, 'tmp');
