@@ -8,69 +8,11 @@ import {type Readable} from 'node:stream';
 import test, {type ExecutionContext} from 'ava';
 import {type Fill, FillRegistry} from '../../src/fill/fill.js';
 import {type FillSource} from '../../src/fill/source.js';
+import {ManualBody} from './fakes.js';
 import {FsBlobStore} from '../../src/store/fs/index.js';
 import {RegistryError} from '../../src/v2/errors.js';
 import {type Digest, parseDigest} from '../../src/v2/grammar.js';
 
-/** An upstream body the test drives by hand. */
-class ManualBody implements AsyncIterable<Uint8Array> {
-	destroyed = false;
-	iterations = 0;
-	readonly #queue: Uint8Array[] = [];
-	#ended = false;
-	#error: Error | undefined;
-	#wake: (() => void) | undefined;
-
-	push(chunk: Uint8Array): void {
-		this.#queue.push(chunk);
-		this.#notify();
-	}
-
-	end(): void {
-		this.#ended = true;
-		this.#notify();
-	}
-
-	fail(error: Error): void {
-		this.#error = error;
-		this.#notify();
-	}
-
-	destroy(): void {
-		this.destroyed = true;
-		this.#ended = true;
-		this.#notify();
-	}
-
-	async *[Symbol.asyncIterator](): AsyncIterator<Uint8Array> {
-		this.iterations++;
-		for (;;) {
-			const chunk = this.#queue.shift();
-			if (chunk) {
-				yield chunk;
-				continue;
-			}
-
-			if (this.#error) {
-				throw this.#error;
-			}
-
-			if (this.#ended) {
-				return;
-			}
-
-			await new Promise<void>(resolve => {
-				this.#wake = resolve;
-			});
-		}
-	}
-
-	#notify(): void {
-		const wake = this.#wake;
-		this.#wake = undefined;
-		wake?.();
-	}
-}
 
 type Harness = {
 	store: FsBlobStore;
