@@ -18,6 +18,13 @@ export type StoredBlobsDeps = {
 };
 
 export class StoredBlobs implements BlobSource {
+	/**
+	 * The upstream's answer to "do you have it?", once per request: the layers
+	 * above look again after waiting for a lock or a fill, and the answer does
+	 * not change meanwhile.
+	 */
+	readonly #asked = new WeakMap<BlobRequest, Promise<boolean>>();
+
 	constructor(private readonly deps: StoredBlobsDeps) {}
 
 	async find(request: BlobRequest): Promise<BlobResult | undefined> {
@@ -79,7 +86,8 @@ export class StoredBlobs implements BlobSource {
 	}
 
 	/** Known under this upstream (its registries share layers across repositories), or confirmed by a HEAD. */
-	async #vouched({digest, repo, origin}: BlobRequest): Promise<boolean> {
+	async #vouched(request: BlobRequest): Promise<boolean> {
+		const {digest, repo, origin} = request;
 		if (await this.deps.index.registryHasBlob(repo.registry, digest.value)) {
 			return true;
 		}
@@ -88,11 +96,16 @@ export class StoredBlobs implements BlobSource {
 			return true;
 		}
 
-		try {
-			return (await origin.head(digest)) !== undefined;
-		} catch (error) {
-			// The bytes are verified and immutable; when the upstream cannot say, serve them.
-			return isUpstreamFailure(error);
+		let asked = this.#asked.get(request);
+		if (!asked) {
+			asked = origin.head(digest).then(
+				size => size !== undefined,
+				// The bytes are verified and immutable; when the upstream cannot say, serve them.
+				(error: unknown) => isUpstreamFailure(error),
+			);
+			this.#asked.set(request, asked);
 		}
+
+		return asked;
 	}
 }
