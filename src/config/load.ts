@@ -28,6 +28,8 @@ export type S3Config = {
 	forcePathStyle: boolean;
 	prefix: string;
 	redirect: boolean;
+	/** Bytes per part of a fill's multipart upload. */
+	partSize: number;
 };
 
 export type NamespaceRule = {prefix: string; local: true} | {prefix: string; upstream: string};
@@ -158,6 +160,7 @@ export function parseConfig(document: unknown, baseDir: string): Config {
 			forcePathStyle: s3.force_path_style,
 			prefix: s3.prefix === '' || s3.prefix.endsWith('/') ? s3.prefix : `${s3.prefix}/`,
 			redirect: s3.redirect,
+			partSize: s3.part_size,
 		};
 	}
 

@@ -104,6 +104,8 @@ const s3 = z.strictObject({
 		.default(''),
 	/** Answer blob GETs with a short-lived presigned URL instead of the bytes. */
 	redirect: z.boolean().default(false),
+	/** Parts of a fill's multipart upload: what a replica taking over a dead one's fill can reuse is whole parts. */
+	part_size: size.refine(value => value >= 5 * 1024 * 1024, 'at least 5MiB (the S3 minimum)').default(8 * 1024 * 1024),
 });
 
 const postgresUrl = z.string().refine(value => {

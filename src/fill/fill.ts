@@ -42,6 +42,8 @@ export type FillHooks = {
 	onChunk?: (bytes: number) => void;
 	/** The upstream body broke at byte `from`; the fill asks for the rest. */
 	onResume?: (from: number, error: Error) => void;
+	/** The store held the first `bytes` already (an earlier fill's); the upstream is asked for the rest. */
+	onRecovered?: (bytes: number) => void;
 };
 
 export class Fill extends EventEmitter implements GrowingBlob {
@@ -102,22 +104,29 @@ export class Fill extends EventEmitter implements GrowingBlob {
 
 	async run(store: FillStore, open: OpenSource, commit: (size: number) => Promise<void>, hooks: FillHooks = {}): Promise<void> {
 		let source: FillSource | undefined;
-		// The temp file is created while the upstream is asked, to save the first byte a little time.
 		const creating = store.createTemp(this.digest);
 		creating.catch(() => undefined);
 		try {
-			source = await open(0);
+			// The temp file first: the store may hold the first bytes already (a fill another replica began).
+			this.temp = await creating;
+			this.temp.retain(); // held until the state below is final, so a reader that joins meanwhile finds the file open
+			const writer = new HashingWriter(this.temp, this.digest);
+			if (this.temp.recovered) {
+				for await (const chunk of this.temp.recovered.read()) {
+					await writer.write(chunk);
+				}
+
+				hooks.onRecovered?.(writer.written);
+			}
+
+			source = await open(writer.written);
 			this.size = source.size;
 			if (source.size !== undefined) {
 				await hooks.reserve?.(source.size);
 			}
 
-			this.temp = await creating;
-			this.temp.retain(); // held until the state below is final, so a reader that joins meanwhile finds the file open
 			this.state = 'running';
 			this.#resolveReady();
-
-			const writer = new HashingWriter(this.temp, this.digest);
 			source = await this.#download(writer, source, open, hooks);
 			const actual = writer.actual();
 			if (actual !== this.digest.value) {
@@ -246,48 +255,5 @@ export class Fill extends EventEmitter implements GrowingBlob {
 	/** A stream of this blob for one client, served from the growing temp file. */
 	createReader(range?: ByteRange): Readable {
 		return new FillReader(this, range);
-	}
-}
-
-/** The fills in flight, by digest. */
-export class FillRegistry {
-	readonly #fills = new Map<string, Fill>();
-
-	get size(): number {
-		return this.#fills.size;
-	}
-
-	get(digest: Digest): Fill | undefined {
-		return this.#fills.get(digest.value);
-	}
-
-	/**
-	 * Joins the fill for `digest` or starts one. The fill runs detached from
-	 * any client request: it ends when the upstream body does.
-	 */
-	join(
-		digest: Digest,
-		store: FillStore,
-		open: OpenSource,
-		commit: (size: number) => Promise<void>,
-		hooks: FillHooks = {},
-	): {fill: Fill; started: boolean} {
-		const existing = this.#fills.get(digest.value);
-		if (existing) {
-			return {fill: existing, started: false};
-		}
-
-		const fill = new Fill(digest, hooks.origin);
-		this.#fills.set(digest.value, fill);
-		void fill.run(store, open, commit, hooks).finally(() => {
-			if (this.#fills.get(digest.value) === fill) {
-				this.#fills.delete(digest.value);
-			}
-		});
-		return {fill, started: true};
-	}
-
-	async drain(): Promise<void> {
-		await Promise.allSettled([...this.#fills.values()].map(async fill => fill.done));
 	}
 }

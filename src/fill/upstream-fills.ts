@@ -8,7 +8,8 @@
 import {type WriteIndex} from '../store/metadata.js';
 import {RegistryError} from '../v2/errors.js';
 import {type Digest} from '../v2/grammar.js';
-import {type Fill, FillRegistry, type FillStore} from './fill.js';
+import {type Fill, type FillStore} from './fill.js';
+import {FillRegistry} from './registry.js';
 import {type BlobOutcome, type BlobRequest, type BlobResult, type BlobSource} from './source.js';
 import {type StoredBlobs} from './stored.js';
 

@@ -22,6 +22,12 @@ export interface TempBlob {
 	/** Readers hold the file open; it closes once finished and unreferenced. */
 	retain(): void;
 	release(): void;
+	/**
+	 * The first bytes of this blob that an earlier fill (a replica that died)
+	 * left in the store: the fill appends and hashes them first, then asks the
+	 * upstream only for the rest. Absent when there are none.
+	 */
+	readonly recovered?: {bytes: number; read(): AsyncIterable<Uint8Array>};
 }
 
 /**

@@ -42,7 +42,8 @@ async function startCluster(
 	t: ExecutionContext,
 	upstream: ReferenceRegistry,
 	count = 3,
-	overrides: (index: number) => Record<string, unknown> = () => ({}),
+	/** More config per replica; `s3` keys go into storage.s3. */
+	overrides: (index: number) => Record<string, unknown> & {s3?: Record<string, unknown>} = () => ({}),
 	upstreams: Record<string, Record<string, unknown>> = {'docker.io': {url: upstream.url}},
 ): Promise<Cluster> {
 	const name = `cluster${process.pid}x${++clusters}`;
@@ -50,10 +51,12 @@ async function startCluster(
 		Array.from({length: count}, async (_, index) => {
 			const dataDir = await tempDir(`replica-${index}-`);
 			const stores = await scaleOutStores(dataDir, name);
+			const {s3, ...extra} = overrides(index);
+			const storage = {...stores.storage, s3: {...(stores.storage['s3'] as object), ...s3}};
 			const replica = await startMirrorProcess({
 				dataDir,
 				upstreams,
-				extra: {...stores, ...overrides(index)},
+				extra: {...stores, storage, ...extra},
 			});
 			t.teardown(async () => replica.stop());
 			return replica;
@@ -227,6 +230,45 @@ test.serial('kill -9 of the filling replica mid-fill: clients of the other repli
 	t.is(upstream.count({method: 'GET', pathIncludes: layer.digest}), 2, 'A fetched, then one replica took over');
 	t.deepEqual(await assertBucketConsistent(t, cluster), [layer.digest]);
 	t.is((await database.query<{n: number}>('SELECT count(*)::int AS n FROM fills')).rows[0]?.n, 0, 'no fill is left recorded');
+});
+
+test.serial('kill -9 of the filling replica at 60 %: the replica that takes over carries on from the parts in the bucket; the upstream sends under 1.1x the blob', async t => {
+	const upstream = await upstreamRegistry(t, 16 * 1024 * 1024);
+	// 5 MiB parts (the S3 minimum): a kill loses the part being gathered and those still on their way.
+	const cluster = await startCluster(t, upstream, 2, () => ({s3: {part_size: '5MiB'}}));
+	const [a, b] = cluster.replicas as [MirrorProcess, MirrorProcess];
+	const image = await buildImage({label: 'takeover', layers: 1, layerSize: 128 * 1024 * 1024});
+	await pushImage(upstream.url, 'library/takeover', '1', image);
+	upstream.resetCounts();
+	const layer = image.layers[0]!;
+	const size = layer.bytes.length;
+
+	const clientA = streamBlob(`${a.url}/v2/library/takeover/blobs/${layer.digest}`);
+	const database = new pg.Client({connectionString: cluster.databaseUrl});
+	await database.connect();
+	t.teardown(async () => database.end());
+	await waitFor(async () => (await database.query<{owner: string}>('SELECT owner FROM fills WHERE digest = $1', [layer.digest])).rows[0]?.owner === a.url, 'A owns the fill');
+	const clientB = streamBlob(`${b.url}/v2/library/takeover/blobs/${layer.digest}`);
+	await waitFor(async () => clientA.received() >= 0.6 * size, 'A has 60 % of the blob', 30_000).catch((error: unknown) => {
+		t.log(`A received ${clientA.received()}, B ${clientB.received()}\n${a.logs().slice(-3000)}`);
+		throw error;
+	});
+	await a.kill('SIGKILL');
+
+	const resultB = await clientB.done;
+	t.is(resultB.status, 200);
+	t.is(resultB.body.length, size, 'the client of B got every byte');
+	t.is(sha256(resultB.body), layer.digest, 'the right bytes');
+	const gets = upstream.requests.filter(request => request.method === 'GET' && request.path.includes(layer.digest));
+	t.is(gets.length, 2, 'A fetched, B fetched the rest');
+	const from = Number(/^bytes=(\d+)-$/.exec(gets[1]?.range ?? '')?.[1]);
+	t.true(from >= 0.4 * size, `B asked for the rest from byte ${from}, after the parts A had uploaded`);
+	const sent = upstream.bytes({method: 'GET', pathIncludes: layer.digest});
+	t.true(sent < 1.1 * size, `the upstream sent ${(sent / size).toFixed(3)}x the blob`);
+	t.log(`B carried on from byte ${from} of ${size} (${((100 * from) / size).toFixed(1)} %); the upstream sent ${(sent / size).toFixed(3)}x the blob`);
+	t.deepEqual(await assertBucketConsistent(t, cluster), [layer.digest]);
+	const leftovers = await cluster.s3.send(new ListObjectsV2Command({Bucket: cluster.bucket, Prefix: 'mirror/fills/'}));
+	t.deepEqual(leftovers.Contents ?? [], [], 'no staging object is left');
 });
 
 test.serial("another replica's fill from one upstream does not serve a name whose upstream lacks the blob", async t => {

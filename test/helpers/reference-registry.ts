@@ -8,7 +8,8 @@ import {setTimeout as sleep} from 'node:timers/promises';
 import {appendCapped, closeServer, findExecutable, freePort, listenLocal, stopChild, tail, tempDir, trackChild, waitFor} from './process.js';
 import {type TokenServer} from './token-server.js';
 
-export type UpstreamRequest = {method: string; path: string; status: number; authorized: boolean};
+/** `bytes`: the body bytes the proxy has passed on to the client so far. */
+export type UpstreamRequest = {method: string; path: string; status: number; authorized: boolean; range?: string; bytes: number};
 
 export type RequestKind = 'blob' | 'manifest' | 'tags' | 'ping';
 
@@ -18,7 +19,9 @@ export type ReferenceRegistry = {
 	/** The registry itself, bypassing the counting proxy. */
 	directUrl: string;
 	requests: UpstreamRequest[];
-	count(filter: {method?: string; pathIncludes?: string; kind?: RequestKind}): number;
+	count(filter: RequestFilter): number;
+	/** Body bytes passed on for the requests matching `filter`. */
+	bytes(filter: RequestFilter): number;
 	resetCounts(): void;
 	/** Stops the registry and the proxy: the proxy port then refuses connections. */
 	stop(): Promise<void>;
@@ -73,6 +76,16 @@ function forwardableHeaders(rawHeaders: string[]): string[] {
 	}
 
 	return out;
+}
+
+type RequestFilter = {method?: string; pathIncludes?: string; kind?: RequestKind};
+
+function matches(r: UpstreamRequest, filter: RequestFilter): boolean {
+	return (
+		(filter.method === undefined || r.method === filter.method.toUpperCase()) &&
+		(filter.pathIncludes === undefined || r.path.includes(filter.pathIncludes)) &&
+		(filter.kind === undefined || kindOf(r.path) === filter.kind)
+	);
 }
 
 function kindOf(path: string): RequestKind | null {
@@ -160,12 +173,24 @@ export async function startReferenceRegistry(opts: ReferenceRegistryOptions = {}
 			{host: '127.0.0.1', port: registryPort, method, path, headers: forwardableHeaders(req.rawHeaders), agent: upstreamAgent},
 			(response) => {
 				const status = response.statusCode ?? 502;
-				requests.push({method, path, status, authorized: req.headers.authorization !== undefined});
+				const entry: UpstreamRequest = {method, path, status, authorized: req.headers.authorization !== undefined, bytes: 0};
+				if (req.headers.range !== undefined) {
+					entry.range = req.headers.range;
+				}
+
+				requests.push(entry);
 				res.writeHead(status, response.statusMessage, forwardableHeaders(response.rawHeaders));
-				if (opts.blobBytesPerSecond && method === 'GET' && status === 200 && kindOf(path) === 'blob') {
-					response.pipe(paced(opts.blobBytesPerSecond)).pipe(res);
+				const counted = new Transform({
+					transform(chunk: Buffer, _encoding, callback) {
+						entry.bytes += chunk.length;
+						callback(null, chunk);
+					},
+				});
+				counted.pipe(res);
+				if (opts.blobBytesPerSecond && method === 'GET' && (status === 200 || status === 206) && kindOf(path) === 'blob') {
+					response.pipe(paced(opts.blobBytesPerSecond)).pipe(counted);
 				} else {
-					response.pipe(res);
+					response.pipe(counted);
 				}
 
 				response.once('error', () => res.destroy());
@@ -267,12 +292,10 @@ export async function startReferenceRegistry(opts: ReferenceRegistryOptions = {}
 		directUrl,
 		requests,
 		count(filter) {
-			return requests.filter(
-				(r) =>
-					(filter.method === undefined || r.method === filter.method.toUpperCase()) &&
-					(filter.pathIncludes === undefined || r.path.includes(filter.pathIncludes)) &&
-					(filter.kind === undefined || kindOf(r.path) === filter.kind),
-			).length;
+			return requests.filter(r => matches(r, filter)).length;
+		},
+		bytes(filter) {
+			return requests.filter(r => matches(r, filter)).reduce((sum, r) => sum + r.bytes, 0);
 		},
 		resetCounts() {
 			requests.length = 0;

@@ -313,6 +313,7 @@ test('scale-out keys: s3 storage and postgres metadata are read, with defaults',
 		forcePathStyle: true,
 		prefix: 'team/',
 		redirect: false,
+		partSize: 8 * 1024 * 1024,
 	});
 	t.is(config.storage.dir, path.join(BASE, 'scratch'));
 	t.is(config.postgresUrl, 'postgres://mirror@db.lan:5432/mirror');

@@ -53,14 +53,15 @@ export class S3Bucket {
 		return output;
 	}
 
-	async listKeys(prefix: string): Promise<Array<{key: string; size: number}>> {
-		const keys: Array<{key: string; size: number}> = [];
+	/** Every key under `prefix`, with its size and when it was written (ms). */
+	async listKeys(prefix: string): Promise<Array<{key: string; size: number; modified: number}>> {
+		const keys: Array<{key: string; size: number; modified: number}> = [];
 		let token: string | undefined;
 		do {
 			const page = await this.client.send(new ListObjectsV2Command({Bucket: this.name, Prefix: prefix, ContinuationToken: token}));
 			for (const object of page.Contents ?? []) {
 				if (object.Key) {
-					keys.push({key: object.Key, size: object.Size ?? 0});
+					keys.push({key: object.Key, size: object.Size ?? 0, modified: object.LastModified?.getTime() ?? 0});
 				}
 			}
 

@@ -20,6 +20,7 @@ import {type Digest} from '../../v2/grammar.js';
 import {type BlobContent, type ByteRange, type TempBlob} from '../blob-store.js';
 import {emptyDir, openTemp} from '../fs/content.js';
 import {S3Bucket} from './bucket.js';
+import {recoverStaging, stagingKey} from './staging.js';
 import {S3TempBlob} from './temp.js';
 
 /** Multipart uploads no replica completed or aborted (it died) are aborted after this. */
@@ -116,7 +117,15 @@ export class S3BlobContent implements BlobContent {
 		const local = await openTemp(this.tmpDir, digest, () => {
 			throw new Error('s3: a fill commits to the bucket, not to a local path');
 		});
-		return new S3TempBlob(local, this.client, this.bucket.name, this.bucket.blobKey(digest), size => this.#present.set(digest.value, size));
+		const staging = stagingKey(this.bucket, digest);
+		const partSize = this.config.partSize;
+		try {
+			const recovered = await recoverStaging(this.bucket, staging, partSize);
+			return new S3TempBlob(local, this.bucket, {staging, blob: this.bucket.blobKey(digest)}, partSize, recovered, size => this.#present.set(digest.value, size));
+		} catch (error) {
+			await local.discard();
+			throw error;
+		}
 	}
 
 	async remove(digest: Digest): Promise<void> {
@@ -126,10 +135,18 @@ export class S3BlobContent implements BlobContent {
 
 	async sweepTemp(): Promise<number> {
 		const swept = await emptyDir(this.tmpDir);
-		// Multipart uploads of replicas that died mid-fill: their parts cost space until aborted.
+		// Fills of replicas that died and were never taken over: their parts and staging objects cost space.
 		let aborted = 0;
 		const cutoff = Date.now() - STALE_MULTIPART_MS;
-		const listing = await this.client.send(new ListMultipartUploadsCommand({Bucket: this.bucket.name, Prefix: `${this.bucket.prefix}blobs/`}));
+		const fills = `${this.bucket.prefix}fills/`;
+		for (const {key, modified} of await this.bucket.listKeys(fills)) {
+			if (modified < cutoff) {
+				await this.client.send(new DeleteObjectCommand({Bucket: this.bucket.name, Key: key}));
+				aborted++;
+			}
+		}
+
+		const listing = await this.client.send(new ListMultipartUploadsCommand({Bucket: this.bucket.name, Prefix: fills}));
 		for (const upload of listing.Uploads ?? []) {
 			if (upload.Key && upload.UploadId && upload.Initiated && upload.Initiated.getTime() < cutoff) {
 				await this.client.send(new AbortMultipartUploadCommand({Bucket: this.bucket.name, Key: upload.Key, UploadId: upload.UploadId}));

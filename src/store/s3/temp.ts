@@ -1,11 +1,11 @@
 import {once} from 'node:events';
 import {PassThrough} from 'node:stream';
-import {type S3Client} from '@aws-sdk/client-s3';
 import {Upload} from '@aws-sdk/lib-storage';
 import {type Digest} from '../../v2/grammar.js';
 import {type TempBlob} from '../blob-store.js';
 import {type FsTempBlob} from '../fs/content.js';
-import {PART_SIZE, QUEUE_SIZE} from './bucket.js';
+import {QUEUE_SIZE, type S3Bucket} from './bucket.js';
+import {promote} from './staging.js';
 
 /** A fill: the local temp file (for this replica's readers) and the multipart upload fed alongside it. */
 export class S3TempBlob implements TempBlob {
@@ -15,17 +15,21 @@ export class S3TempBlob implements TempBlob {
 	readonly #uploaded: Promise<void>;
 	#failure: Error | undefined;
 
+	readonly recovered: TempBlob['recovered'];
+
 	constructor(
 		readonly local: FsTempBlob,
-		client: S3Client,
-		bucket: string,
-		key: string,
+		private readonly bucket: S3Bucket,
+		private readonly keys: {staging: string; blob: string},
+		partSize: number,
+		recovered: number,
 		private readonly onCommitted: (size: number) => void,
 	) {
+		this.recovered = recovered > 0 ? {bytes: recovered, read: () => bucket.readObject(keys.staging, {start: 0, end: recovered - 1})} : undefined;
 		this.#upload = new Upload({
-			client,
-			params: {Bucket: bucket, Key: key, Body: this.#body, ContentType: 'application/octet-stream'},
-			partSize: PART_SIZE,
+			client: bucket.client,
+			params: {Bucket: bucket.name, Key: keys.staging, Body: this.#body, ContentType: 'application/octet-stream'},
+			partSize,
 			queueSize: QUEUE_SIZE,
 			leavePartsOnError: false,
 		});
@@ -63,6 +67,7 @@ export class S3TempBlob implements TempBlob {
 	async commit(_digest: Digest): Promise<void> {
 		this.#body.end();
 		await this.#uploaded;
+		await promote(this.bucket, this.keys.staging, this.keys.blob, this.local.written);
 		this.onCommitted(this.local.written);
 		await this.local.discard();
 	}
