@@ -7,13 +7,16 @@
  * Keys under `prefix` in the bucket:
  *
  *   blobs/sha256/<first 2 hex>/<64 hex>       committed blobs, each complete and verified
+ *   fills/sha256/<64 hex>                     a fill's staging object (see staging.ts)
  *   uploads/<uuid>/session                    an upload session exists (empty object)
  *   uploads/<uuid>/chunk-<16-digit offset>    the bytes of one PATCH, at that offset
  *
- * A fill streams to a multipart upload aimed straight at the blob's key while
- * clients read the replica's local temp file; the upload is completed only
- * after the digest checks, and S3 shows an object only once it is complete,
- * so nothing partial is ever visible in the bucket. A failed fill aborts it.
+ * A fill streams to a multipart upload aimed at its staging key while clients
+ * read the replica's local temp file; the upload is completed only after the
+ * digest checks and then copied to the blob's key inside the store, so nothing
+ * partial is ever visible under blobs/. A failed fill aborts its upload; the
+ * parts of a replica that died are what the replica taking its fill over
+ * carries on from.
  * Upload sessions are objects, not files, because behind a round-robin
  * balancer one push's PATCHes land on different replicas.
  */
