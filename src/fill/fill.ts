@@ -15,7 +15,7 @@ import {type Readable} from 'node:stream';
 import {type BlobContent, type ByteRange, type TempBlob} from '../store/blob-store.js';
 
 /** What a fill needs of the blob store: a temp file to write, and removal of a blob it failed to record. */
-export type FillStore = Pick<BlobContent, 'createTemp' | 'remove'>;
+export type FillStore = Pick<BlobContent, 'createTemp' | 'remove' | 'keepsPartialFills'>;
 import {type FillSource} from './source.js';
 import {HashingWriter} from '../store/hashing.js';
 import {type Digest} from '../v2/grammar.js';
@@ -106,8 +106,11 @@ export class Fill extends EventEmitter implements GrowingBlob {
 		let source: FillSource | undefined;
 		const creating = store.createTemp(this.digest);
 		creating.catch(() => undefined);
+		// The upstream is asked while the temp file is made, to save the first byte a little time; unless the
+		// store may hold the first bytes already (a fill another replica began), which decides where to ask from.
+		const asking = store.keepsPartialFills ? undefined : open(0);
+		asking?.catch(() => undefined);
 		try {
-			// The temp file first: the store may hold the first bytes already (a fill another replica began).
 			this.temp = await creating;
 			this.temp.retain(); // held until the state below is final, so a reader that joins meanwhile finds the file open
 			const writer = new HashingWriter(this.temp, this.digest);
@@ -119,7 +122,7 @@ export class Fill extends EventEmitter implements GrowingBlob {
 				hooks.onRecovered?.(writer.written);
 			}
 
-			source = await open(writer.written);
+			source = await (asking ?? open(writer.written));
 			this.size = source.size;
 			if (source.size !== undefined) {
 				await hooks.reserve?.(source.size);
@@ -150,7 +153,7 @@ export class Fill extends EventEmitter implements GrowingBlob {
 			const failure = error instanceof Error ? error : new Error(String(error));
 			this.error = failure;
 			this.state = 'failed';
-			source?.body.destroy();
+			(source ?? (await asking?.catch(() => undefined)))?.body.destroy();
 			if (this.temp) {
 				await this.temp.discard();
 			} else {

@@ -41,6 +41,12 @@ export interface BlobContent {
 	/** `size` (when known) sizes the read buffers: a 4 KiB blob does not need a 1 MiB one. */
 	createReadStream(digest: Digest, range?: ByteRange, size?: number): Readable;
 	createTemp(digest: Digest): Promise<TempBlob>;
+	/**
+	 * Set when createTemp may hand back bytes an earlier fill left (`recovered`):
+	 * a fill then makes its temp file before it asks the upstream, instead of
+	 * doing both at once.
+	 */
+	readonly keepsPartialFills?: boolean;
 	remove(digest: Digest): Promise<void>;
 	/** Removes leftovers of interrupted fills; returns how many. */
 	sweepTemp(): Promise<number>;

@@ -3,11 +3,11 @@
  * stream when the connection fails (a reset, a FIN before Content-Length is
  * reached), and an async iterator over a destroyed stream throws at once,
  * dropping the bytes that had arrived but were not read yet. A resumed fill
- * would fetch those bytes again. This reader moves bytes into a buffer of its
- * own as they arrive (with backpressure) and reports a failure only after
- * everything before it was read.
+ * would fetch those bytes again. This reader queues chunks as they arrive
+ * (pausing the socket past HOLD_BYTES) and hands them out one by one, as
+ * they came, reporting a failure only after everything before it was read.
  */
-import {PassThrough, type Readable} from 'node:stream';
+import {type Readable} from 'node:stream';
 
 /** A body to iterate; `destroy` stops the download. */
 export type UpstreamBody = AsyncIterable<Uint8Array> & {destroy(error?: Error): void; readonly destroyed: boolean};
@@ -16,31 +16,62 @@ export type UpstreamBody = AsyncIterable<Uint8Array> & {destroy(error?: Error): 
 const HOLD_BYTES = 4 * 1024 * 1024;
 
 export function losslessBody(source: Readable): UpstreamBody {
-	const held = new PassThrough({highWaterMark: HOLD_BYTES});
+	const queue: Buffer[] = [];
+	let queued = 0;
+	let ended = source.destroyed; // disposed of already (an answer other than the blob): nothing to read
 	let failure: Error | undefined;
-	if (source.destroyed) {
-		held.end(); // disposed of already (an answer other than the blob): nothing to read
-	}
+	let wake: (() => void) | undefined;
+	const notify = () => {
+		const waiting = wake;
+		wake = undefined;
+		waiting?.();
+	};
 
 	source.on('data', (chunk: Buffer) => {
-		if (!held.write(chunk)) {
+		queue.push(chunk);
+		queued += chunk.length;
+		if (queued >= HOLD_BYTES) {
 			source.pause();
 		}
+
+		notify();
 	});
-	held.on('drain', () => source.resume());
-	source.once('end', () => held.end());
+	const finish = () => {
+		ended = true;
+		notify();
+	};
+
+	source.once('end', finish);
+	source.once('close', finish);
 	source.once('error', (error: Error) => {
 		failure = error;
-		held.end();
+		finish();
 	});
 
 	async function* read(): AsyncGenerator<Uint8Array> {
-		for await (const chunk of held) {
-			yield chunk as Uint8Array;
-		}
+		for (;;) {
+			const chunk = queue.shift();
+			if (chunk) {
+				queued -= chunk.length;
+				if (source.isPaused() && queued < HOLD_BYTES / 2) {
+					source.resume();
+				}
 
-		if (failure) {
-			throw failure;
+				yield chunk;
+				continue;
+			}
+
+			if (ended) {
+				if (failure) {
+					throw failure;
+				}
+
+				return;
+			}
+
+			await new Promise<void>(resolve => {
+				wake = resolve;
+			});
 		}
 	}
 
@@ -49,7 +80,6 @@ export function losslessBody(source: Readable): UpstreamBody {
 		destroy: {
 			value(error?: Error) {
 				source.destroy(error);
-				held.destroy();
 			},
 		},
 		destroyed: {get: () => source.destroyed},

@@ -45,6 +45,8 @@ export class S3BlobContent implements BlobContent {
 	readonly bucket: S3Bucket;
 	readonly client: S3Client;
 	readonly tmpDir: string;
+	/** A replica that takes over a dead one's fill finds its parts (see staging.ts). */
+	readonly keepsPartialFills = true;
 	readonly #present = new LRUCache<string, number>({max: 10_000, ttl: PRESENT_TTL_MS});
 
 	constructor(
