@@ -37,7 +37,7 @@ test('anonymous /v2/ gets a Bearer challenge; the token server grants pull to an
 	t.is(challenge.scheme, 'bearer');
 	t.is(challenge.params['realm'], tokens.realm);
 	t.is(challenge.params['service'], tokens.service);
-	t.deepEqual(registry.requests.at(-1), {method: 'GET', path: '/v2/', status: 401, authorized: false});
+	t.like(registry.requests.at(-1), {method: 'GET', path: '/v2/', status: 401, authorized: false}); // and the bytes of its body
 	t.is(registry.count({kind: 'ping'}), 1);
 
 	const anonymous = await fetch(`${tokens.realm}?service=${tokens.service}&scope=repository:lib/x:pull,push`);
@@ -53,7 +53,7 @@ test('anonymous /v2/ gets a Bearer challenge; the token server grants pull to an
 	// The registry accepts a token for its /v2/ check.
 	const ok = await fetch(`${registry.url}/v2/`, {headers: {authorization: `Bearer ${body.token}`}});
 	t.is(ok.status, 200);
-	t.deepEqual(registry.requests.at(-1), {method: 'GET', path: '/v2/', status: 200, authorized: true});
+	t.like(registry.requests.at(-1), {method: 'GET', path: '/v2/', status: 200, authorized: true});
 });
 
 test('push a docker image; skopeo reads back the exact manifest and layers; the proxy counts', async (t) => {
