@@ -24,10 +24,14 @@ async function pull(mirror: Mirror, path: string) {
 	return rawRequest(mirror.url, path, {timeoutMs: 120_000});
 }
 
-test('a 32 MiB blob whose upstream connection resets after 20 MiB: one client GET gets the whole blob, the upstream sends it once, the next GET is a hit', async t => {
+/*
+ * A connection that ends early with a FIN delivers every byte sent before it, so the upstream's byte count is
+ * exact. A TCP reset also discards what sat unread in the mirror's receive buffer; those bytes are fetched again
+ * (the tests with resets allow for that, bounded).
+ */
+test('a 32 MiB blob whose upstream connection ends after 20 MiB: one client GET gets the whole blob, the upstream sends it once, the next GET is a hit', async t => {
 	const {upstream, mirror, blob, digest, path} = await setup(t, 32 * MiB);
-	// The pause before the reset lets the mirror read what was sent: a TCP reset drops unread bytes.
-	upstream.setFault(path, {kind: 'reset', afterBytes: 20 * MiB, delayMs: 500}, {times: 1, methods: ['GET']});
+	upstream.setFault(path, {kind: 'short', bytes: 20 * MiB}, {times: 1, methods: ['GET']});
 	const first = await pull(mirror, path);
 	t.is(first.status, 200);
 	t.true(first.complete, first.error ?? 'complete');
@@ -40,9 +44,9 @@ test('a 32 MiB blob whose upstream connection resets after 20 MiB: one client GE
 	t.is(upstream.count({method: 'GET', path}), 2, 'a hit');
 });
 
-test('three resets at 8 MiB intervals: four upstream answers, each from where the last stopped, every byte once', async t => {
+test('three breaks at 8 MiB intervals: four upstream answers, each from where the last stopped, every byte once', async t => {
 	const {upstream, mirror, blob, digest, path} = await setup(t, 32 * MiB);
-	upstream.setFault(path, {kind: 'reset', afterBytes: 8 * MiB, delayMs: 500}, {times: 3, methods: ['GET']});
+	upstream.setFault(path, {kind: 'short', bytes: 8 * MiB}, {times: 3, methods: ['GET']});
 	const response = await pull(mirror, path);
 	t.true(response.complete, response.error ?? 'complete');
 	t.is(sha256(response.body), digest);
@@ -52,9 +56,9 @@ test('three resets at 8 MiB intervals: four upstream answers, each from where th
 	t.deepEqual(ranges, ['', `bytes=${8 * MiB}-`, `bytes=${16 * MiB}-`, `bytes=${24 * MiB}-`]);
 });
 
-test('four clients streaming the fill when the upstream connection breaks: all four get the whole blob from one resumed fill', async t => {
+test('four clients streaming the fill when the upstream connection resets after 20 MiB: all four get the whole blob from one resumed fill', async t => {
 	const {upstream, mirror, blob, digest, path} = await setup(t, 32 * MiB);
-	upstream.setFault(path, {kind: 'reset', afterBytes: 20 * MiB, delayMs: 500}, {times: 1, methods: ['GET']});
+	upstream.setFault(path, {kind: 'reset', afterBytes: 20 * MiB, delayMs: 1000}, {times: 1, methods: ['GET']});
 	let streaming = 0;
 	const started: Array<() => void> = [];
 	const allStreaming = new Promise<void>(resolve => started.push(resolve));
@@ -83,5 +87,7 @@ test('four clients streaming the fill when the upstream connection breaks: all f
 	}
 
 	t.is(upstream.count({method: 'GET', path}), 2, 'one fill: the first answer and one resume');
-	t.is(upstream.bytesSent(path), blob.length, '1.0x the blob');
+	// What the reset discarded from the mirror's socket buffers (a few MiB at most) is asked for again.
+	const sent = upstream.bytesSent(path);
+	t.true(sent >= blob.length && sent < 1.1 * blob.length, `${(sent / blob.length).toFixed(3)}x the blob`);
 });
