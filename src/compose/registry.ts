@@ -25,7 +25,7 @@ import {AccessRecorder} from '../store/access.js';
 import {type BlobStore} from '../store/blob-store.js';
 import {Maintenance} from '../store/maintenance.js';
 import {type MetadataStore} from '../store/metadata.js';
-import {openStores} from '../store/open.js';
+import {type Stores, openStores} from '../store/open.js';
 import {Quota, type Exclusive, alone} from '../store/quota.js';
 import {type Logger} from '../util/log.js';
 import {upstreamClients} from './upstreams.js';
@@ -77,7 +77,7 @@ function loadHtpasswd(config: Config): Htpasswd | undefined {
  * The cluster coordinator over the store's PostgreSQL. Offline (CLI), only its
  * maintenance lock is used: it takes part in no fill and opens no lock connection.
  */
-export async function openCoordinator(config: Config, postgres: {pool: Coordinator['pool']; url: string} | undefined, log: Logger, options: {offline?: boolean} = {}): Promise<Coordinator | undefined> {
+export async function openCoordinator(config: Config, postgres: Stores['postgres'], log: Logger, options: {offline?: boolean} = {}): Promise<Coordinator | undefined> {
 	if (!postgres) {
 		return undefined;
 	}
