@@ -42,8 +42,6 @@ export type FillHooks = {
 	onChunk?: (bytes: number) => void;
 	/** The upstream body broke at byte `from`; the fill asks for the rest. */
 	onResume?: (from: number, error: Error) => void;
-	/** The store held the first `bytes` already (an earlier fill's); the upstream is asked for the rest. */
-	onRecovered?: (bytes: number) => void;
 };
 
 export class Fill extends EventEmitter implements GrowingBlob {
@@ -118,8 +116,6 @@ export class Fill extends EventEmitter implements GrowingBlob {
 				for await (const chunk of this.temp.recovered.read()) {
 					await writer.write(chunk);
 				}
-
-				hooks.onRecovered?.(writer.written);
 			}
 
 			source = await (asking ?? open(writer.written));

@@ -8,6 +8,7 @@ import {type Htpasswd} from '../auth/htpasswd.js';
 import {TokenIssuer} from '../auth/tokens.js';
 import {type ClusterBlobs} from '../cluster/cluster-blobs.js';
 import {type Config} from '../config/load.js';
+import {type BlobContent} from '../store/blob-store.js';
 import {type Metrics} from '../ops/metrics.js';
 import {type Logger} from '../util/log.js';
 import {type AuthOptions, authMiddleware} from './auth.js';
@@ -28,7 +29,7 @@ export type AppDeps = Omit<HandlerDeps, 'prefix' | 'publicUrl' | 'blobRedirect'>
 	tokenSecret: Buffer;
 	/** Readiness checks of the shared stores (S3, PostgreSQL), by name. */
 	checks: Record<string, () => Promise<unknown>>;
-	blobs: {redirectUrl?(digest: Parameters<NonNullable<HandlerDeps['blobRedirect']>>[0]): Promise<string>};
+	blobs: Pick<BlobContent, 'redirectUrl'>;
 	/** With several replicas: the cluster layer, which serves other replicas' reads of fills here. */
 	cluster?: {blobs: ClusterBlobs; key: string};
 };

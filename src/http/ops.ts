@@ -4,7 +4,11 @@ import {rm, writeFile} from 'node:fs/promises';
 import path from 'node:path';
 import {type MirrorContext} from './state.js';
 import {type Metrics, type UpstreamHealth} from '../ops/metrics.js';
+import {within} from '../util/within.js';
 import {upstreamHealth} from './dashboard.js';
+
+/** How long a readiness check may take before it counts as not answering. */
+const CHECK_TIMEOUT_MS = 3000;
 
 export function metricsHandler(metrics: Metrics) {
 	return async (ctx: MirrorContext): Promise<void> => {
@@ -39,7 +43,9 @@ export function readyz(storageDir: string, checks: Record<string, () => Promise<
 		await Promise.all(
 			Object.entries(checks).map(async ([name, check]) => {
 				try {
-					await withTimeout(check(), 3000);
+					await within(check(), CHECK_TIMEOUT_MS, () => {
+						throw new Error(`no answer within ${CHECK_TIMEOUT_MS} ms`);
+					});
 					results[name] = 'ok';
 				} catch (error) {
 					results[name] = `not answering: ${error instanceof Error ? error.message || error.name : String(error)}`;
@@ -51,18 +57,4 @@ export function readyz(storageDir: string, checks: Record<string, () => Promise<
 		ctx.status = ready ? 200 : 503;
 		ctx.body = {status: ready ? 'ready' : 'not ready', checks: results, upstreams: Object.fromEntries(upstreams().map(upstream => [upstream.name, upstreamHealth(upstream)]))};
 	};
-}
-
-async function withTimeout<T>(promise: Promise<T>, ms: number): Promise<T> {
-	let timer: NodeJS.Timeout | undefined;
-	try {
-		return await Promise.race([
-			promise,
-			new Promise<never>((_resolve, reject) => {
-				timer = setTimeout(() => reject(new Error(`no answer within ${ms} ms`)), ms);
-			}),
-		]);
-	} finally {
-		clearTimeout(timer);
-	}
 }

@@ -32,7 +32,7 @@ function parserStatus(error: NodeJS.ErrnoException): number {
 }
 
 /** A complete HTTP/1.1 response with a V2 error body (as for any 4xx the framework raises), written straight to the socket. */
-export function rawErrorResponse(status: number, message: string, detail?: unknown): string {
+function rawErrorResponse(status: number, message: string, detail?: unknown): string {
 	const body = JSON.stringify(new FrameworkError(status, {message, detail}).toJSON());
 	return [
 		`HTTP/1.1 ${status} ${STATUS_CODES[status] ?? 'Error'}`,

@@ -16,6 +16,7 @@ import {MANIFEST_ACCEPT} from '../v2/media-types.js';
 import {parseManifest} from '../v2/manifest.js';
 import {type Logger} from '../util/log.js';
 import {SingleFlight} from '../util/single-flight.js';
+import {within} from '../util/within.js';
 import {checkUpstreamStatus} from './upstream-status.js';
 
 type TaggedManifest = TagRecord & {manifest: ManifestRecord};
@@ -81,28 +82,9 @@ export class ProxyManifests {
 		}
 
 		// A cached tag is answered within revalidate_timeout: stale if need be, while the revalidation carries on.
-		return this.#within(pending, target.upstream.revalidateTimeoutMs, () =>
+		return within(pending, target.upstream.revalidateTimeoutMs, () =>
 			this.#stale(target, tagged.manifest, new Error(`no answer within ${target.upstream.revalidateTimeoutMs} ms`)),
 		);
-	}
-
-	/** `pending`, or `fallback()` once `ms` passed without it; a late `pending` still settles (its outcome is not lost, only not waited for). */
-	async #within<T>(pending: Promise<T>, ms: number, fallback: () => T): Promise<T> {
-		let timer: NodeJS.Timeout | undefined;
-		const late = new Promise<'late'>(resolve => {
-			timer = setTimeout(() => resolve('late'), ms);
-		});
-		try {
-			const first = await Promise.race([pending, late]);
-			if (first === 'late') {
-				pending.catch(() => undefined); // finishes in the background; a failure there was already answered
-				return fallback();
-			}
-
-			return first;
-		} finally {
-			clearTimeout(timer);
-		}
 	}
 
 	#isFresh(target: CachedTarget, tagged: TaggedManifest): boolean {

@@ -65,6 +65,24 @@ export const SQL = {
 			WHERE r.reference_digest = b.digest)`,
 } as const;
 
+/** The parameters of SQL.putReferrer, in order. */
+export function referrerParams(repoId: number, subject: string, referrer: ReferrerRecord): unknown[] {
+	return [
+		repoId,
+		subject,
+		referrer.digest,
+		referrer.mediaType,
+		referrer.artifactType ?? null,
+		referrer.size,
+		referrer.annotations ? JSON.stringify(referrer.annotations) : null,
+	];
+}
+
+/** The parameters of SQL.createUpload, in order. */
+export function uploadParams(upload: {id: string; repo: {registry: string; name: string}; now: number}): unknown[] {
+	return [upload.id, upload.repo.registry, upload.repo.name, upload.now, upload.now];
+}
+
 export type TaggedRow = TagRecord & {mediaType: string; content: Buffer};
 
 export function toTagged(row: TaggedRow): TagRecord & {manifest: ManifestRecord} {

@@ -6,15 +6,6 @@
 export class SingleFlight<K, V> {
 	readonly #running = new Map<K, Promise<V>>();
 
-	get size(): number {
-		return this.#running.size;
-	}
-
-	/** The run in flight for `key`, if any. */
-	get(key: K): Promise<V> | undefined {
-		return this.#running.get(key);
-	}
-
 	/** Joins the run for `key`, or starts `task` as that run. */
 	run(key: K, task: () => Promise<V>): Promise<V> {
 		const running = this.#running.get(key);

@@ -1,18 +1,12 @@
 import {type UploadIndex} from '../metadata.js';
-import {SQL, toUpload, type UploadRow} from '../queries.js';
+import {SQL, toUpload, type UploadRow, uploadParams} from '../queries.js';
 import {type PostgresDb} from './db.js';
 
 /** Upload sessions of pushes, on PostgreSQL. */
 export function uploadIndex(db: PostgresDb): UploadIndex {
 	return {
 		async createUpload(upload) {
-			await db.run(SQL.createUpload, [
-				upload.id,
-				upload.repo.registry,
-				upload.repo.name,
-				upload.now,
-				upload.now,
-			]);
+			await db.run(SQL.createUpload, uploadParams(upload));
 		},
 
 		async getUpload(id) {

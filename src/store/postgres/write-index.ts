@@ -1,5 +1,5 @@
 import {type WriteIndex} from '../metadata.js';
-import {SQL} from '../queries.js';
+import {SQL, referrerParams} from '../queries.js';
 import {type PostgresDb} from './db.js';
 
 /** What fills and pushes record, on PostgreSQL: each write that touches several rows is one transaction. */
@@ -82,19 +82,7 @@ export function writeIndex(db: PostgresDb): WriteIndex {
 		async putReferrer(repo, subject, referrer) {
 			await db.transaction(async client => {
 				const repoId = await db.ensureRepo(repo, Date.now(), client);
-				await db.run(
-					SQL.putReferrer,
-					[
-						repoId,
-						subject,
-						referrer.digest,
-						referrer.mediaType,
-						referrer.artifactType ?? null,
-						referrer.size,
-						referrer.annotations ? JSON.stringify(referrer.annotations) : null,
-					],
-					client,
-				);
+				await db.run(SQL.putReferrer, referrerParams(repoId, subject, referrer), client);
 			});
 		},
 

@@ -1,18 +1,12 @@
 import {type UploadIndex} from '../metadata.js';
-import {SQL, toUpload, type UploadRow} from '../queries.js';
+import {SQL, toUpload, type UploadRow, uploadParams} from '../queries.js';
 import {type SqliteDb} from './db.js';
 
 /** Upload sessions of pushes, on SQLite. */
 export function uploadIndex(db: SqliteDb): UploadIndex {
 	return {
 		async createUpload(upload) {
-			db.statement(SQL.createUpload).run(
-				upload.id,
-				upload.repo.registry,
-				upload.repo.name,
-				upload.now,
-				upload.now,
-			);
+			db.statement(SQL.createUpload).run(...uploadParams(upload));
 		},
 
 		async getUpload(id) {

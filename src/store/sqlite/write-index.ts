@@ -1,5 +1,5 @@
 import {type WriteIndex} from '../metadata.js';
-import {SQL} from '../queries.js';
+import {SQL, referrerParams} from '../queries.js';
 import {type SqliteDb} from './db.js';
 
 /** What fills and pushes record, on SQLite: each write that touches several rows is one IMMEDIATE transaction. */
@@ -65,15 +65,7 @@ export function writeIndex(db: SqliteDb): WriteIndex {
 
 		async putReferrer(repo, subject, referrer) {
 			const repoId = db.ensureRepo(repo, Date.now());
-			db.statement(SQL.putReferrer).run(
-				repoId,
-				subject,
-				referrer.digest,
-				referrer.mediaType,
-				referrer.artifactType ?? null,
-				referrer.size,
-				referrer.annotations ? JSON.stringify(referrer.annotations) : null,
-			);
+			db.statement(SQL.putReferrer).run(...referrerParams(repoId, subject, referrer));
 		},
 
 		async deleteTag(repo, tag) {
