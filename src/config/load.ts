@@ -1,4 +1,5 @@
 import {readFileSync, existsSync} from 'node:fs';
+import {availableParallelism} from 'node:os';
 import path from 'node:path';
 import {parse as parseYaml, YAMLParseError} from 'yaml';
 import {type z} from 'zod';
@@ -46,6 +47,9 @@ export type Config = {
 	advertiseUrl?: string;
 	auth?: {htpasswd: string; anonymousPull: boolean};
 	logLevel: string;
+	/** Worker processes (`workers`, auto: one per core). */
+	workers: number;
+	memoryCache: {maxBytes: number; maxItemBytes: number};
 	upstreams: Map<string, UpstreamConfig>;
 	namespaces: NamespaceRule[];
 	notifications: EndpointConfig[];
@@ -136,6 +140,8 @@ export function parseConfig(document: unknown, baseDir: string): Config {
 		postgresUrl: raw.metadata.driver === 'postgres' ? raw.metadata.url : undefined,
 		advertiseUrl: raw.cluster.advertise_url,
 		logLevel: raw.log.level,
+		workers: raw.workers === 'auto' ? availableParallelism() : raw.workers,
+		memoryCache: {maxBytes: raw.memory_cache.max_size, maxItemBytes: raw.memory_cache.max_item_size},
 		upstreams,
 		namespaces: raw.namespaces,
 		notifications: raw.notifications.endpoints.map((entry, index) => ({

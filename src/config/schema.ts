@@ -145,6 +145,12 @@ export const configSchema = z
 				anonymous_pull: z.boolean().default(false),
 			})
 			.optional(),
+		/** Worker processes sharing the listening socket: auto (one per core) or a number. */
+		workers: z.union([z.literal('auto'), z.number().int().min(1).max(64)]).default('auto'),
+		/** Manifests and small blobs answered from memory (per worker); max_size 0 turns it off. */
+		memory_cache: z
+			.strictObject({max_size: size.default(64 * 1024 * 1024), max_item_size: size.default(256 * 1024)})
+			.default({max_size: 64 * 1024 * 1024, max_item_size: 256 * 1024}),
 		log: z
 			.strictObject({level: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'silent']).default('info')})
 			.default({level: 'info'}),

@@ -11,6 +11,9 @@ import {type Config} from '../config/load.js';
 import {type BlobContent} from '../store/blob-store.js';
 import {type Metrics} from '../ops/metrics.js';
 import {type Logger} from '../util/log.js';
+import {AnswerCache} from './answer-cache.js';
+import {type AccessRecorder} from '../store/access.js';
+import {type ReadIndex} from '../store/metadata.js';
 import {type AuthOptions, authMiddleware} from './auth.js';
 import {type HandlerDeps} from './context.js';
 import {errorMiddleware} from './errors.js';
@@ -30,6 +33,9 @@ export type AppDeps = Omit<HandlerDeps, 'prefix' | 'publicUrl' | 'blobRedirect'>
 	/** Readiness checks of the shared stores (S3, PostgreSQL), by name. */
 	checks: Record<string, () => Promise<unknown>>;
 	blobs: Pick<BlobContent, 'redirectUrl'>;
+	/** Reads answered from memory record their access times here, as the services do. */
+	access: Pick<AccessRecorder, 'touch'>;
+	metadata: HandlerDeps['metadata'] & Pick<ReadIndex, 'cacheGeneration'>;
 	/** With several replicas: the cluster layer, which serves other replicas' reads of fills here. */
 	cluster?: {blobs: ClusterBlobs; key: string};
 };
@@ -70,6 +76,19 @@ export function createApp(deps: AppDeps): Koa<RequestState> {
 			}
 		});
 	}
+
+	const answers = new AnswerCache({
+		maxBytes: config.memoryCache.maxBytes,
+		maxItemBytes: config.memoryCache.maxItemBytes,
+		generation: () => deps.metadata.cacheGeneration(),
+		onHit: ({kind, digest, upstream}) => {
+			deps.access.touch(kind, digest);
+			if (upstream !== undefined) {
+				deps.metrics.cache.inc({kind, outcome: 'hit', upstream});
+			}
+		},
+	});
+	app.use(answers.middleware());
 
 	const router = createRouter(
 		{

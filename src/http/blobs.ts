@@ -2,6 +2,8 @@ import {type MirrorContext} from './state.js';
 import {type Digest, parseDigest} from '../v2/grammar.js';
 import {type HandlerDeps, notify, params, readService, respondEmpty, targetOf, writableTargetOf} from './context.js';
 import {parseRange} from './range.js';
+import {buffer} from 'node:stream/consumers';
+import {type Target} from '../service/namespaces.js';
 
 function digestParam(ctx: MirrorContext): Digest {
 	return parseDigest(params(ctx)['digest'] ?? '');
@@ -13,6 +15,10 @@ function blobHeaders(ctx: MirrorContext, digest: Digest): void {
 	ctx.set('Docker-Content-Digest', digest.value);
 	ctx.set('Accept-Ranges', 'bytes');
 	ctx.set('ETag', `"${digest.value}"`);
+}
+
+function announcePull(ctx: MirrorContext, deps: HandlerDeps, target: Target, digest: Digest, size: number | undefined): void {
+	notify(ctx, deps, 'pull', {repository: target.clientName, digest: digest.value, mediaType: 'application/octet-stream', size});
 }
 
 export function headBlob(deps: HandlerDeps) {
@@ -31,7 +37,7 @@ export function getBlob(deps: HandlerDeps) {
 		const target = targetOf(ctx, deps);
 		const digest = digestParam(ctx);
 		const blob = await readService(deps, target).getBlob(target, digest);
-		notify(ctx, deps, 'pull', {repository: target.clientName, digest: digest.value, mediaType: 'application/octet-stream', size: blob.size});
+		announcePull(ctx, deps, target, digest, blob.size);
 		if (blob.stored && deps.blobRedirect) {
 			// Straight from the object store (a Range header goes along to it).
 			ctx.set('Docker-Content-Digest', digest.value);
@@ -56,6 +62,18 @@ export function getBlob(deps: HandlerDeps) {
 		ctx.body = blob.open();
 		if (blob.size !== undefined) {
 			ctx.length = blob.size;
+			if (blob.stored) {
+				const size = blob.size;
+				ctx.state.answer = {
+					kind: 'blob',
+					digest: digest.value,
+					upstream: target.kind === 'cached' ? target.upstream.name : undefined,
+					freshUntil: Number.POSITIVE_INFINITY,
+					size,
+					body: async () => buffer(blob.open()),
+					replay: repeat => announcePull(repeat, deps, target, digest, size),
+				};
+			}
 		}
 
 		ctx.flushHeaders();

@@ -3,6 +3,8 @@ import {MAX_MANIFEST_BYTES} from '../v2/manifest.js';
 import {RegistryError, TooLargeError} from '../v2/errors.js';
 import {parseAccept} from '../v2/media-types.js';
 import {type Reference, parseReference} from '../v2/grammar.js';
+import {type Target} from '../service/namespaces.js';
+import {type ManifestRecord} from '../store/metadata.js';
 import {type HandlerDeps, location, notify, params, readService, respondEmpty, targetOf, writableTargetOf} from './context.js';
 
 /**
@@ -24,11 +26,27 @@ function readReference(ctx: MirrorContext): Reference {
 	}
 }
 
+/** What a served manifest read counts and announces, the first time and every repeat from memory. */
+function recordRead(ctx: MirrorContext, deps: HandlerDeps, target: Target, reference: Reference, manifest: ManifestRecord): void {
+	if (ctx.method !== 'GET') {
+		return;
+	}
+
+	deps.metrics.recordPull(target.clientName);
+	notify(ctx, deps, 'pull', {
+		repository: target.clientName,
+		mediaType: manifest.mediaType,
+		digest: manifest.digest,
+		size: manifest.content.length,
+		...(reference.kind === 'tag' ? {tag: reference.tag} : {}),
+	});
+}
+
 export function getManifest(deps: HandlerDeps) {
 	return async (ctx: MirrorContext): Promise<void> => {
 		const target = targetOf(ctx, deps);
 		const reference = readReference(ctx);
-		const {manifest, warning} = await readService(deps, target).getManifest(target, reference, parseAccept(ctx.headers.accept));
+		const {manifest, warning, freshUntil} = await readService(deps, target).getManifest(target, reference, parseAccept(ctx.headers.accept));
 		ctx.status = 200;
 		ctx.set('Content-Type', manifest.mediaType);
 		ctx.set('Docker-Content-Digest', manifest.digest);
@@ -39,15 +57,17 @@ export function getManifest(deps: HandlerDeps) {
 
 		ctx.body = manifest.content;
 		ctx.length = manifest.content.length;
-		if (ctx.method === 'GET') {
-			deps.metrics.recordPull(target.clientName);
-			notify(ctx, deps, 'pull', {
-				repository: target.clientName,
-				mediaType: manifest.mediaType,
+		recordRead(ctx, deps, target, reference, manifest);
+		if (freshUntil !== undefined && !warning) {
+			ctx.state.answer = {
+				kind: 'manifest',
 				digest: manifest.digest,
+				upstream: target.kind === 'cached' ? target.upstream.name : undefined,
+				freshUntil,
+				body: manifest.content,
 				size: manifest.content.length,
-				...(reference.kind === 'tag' ? {tag: reference.tag} : {}),
-			});
+				replay: repeat => recordRead(repeat, deps, target, reference, manifest),
+			};
 		}
 	};
 }

@@ -1,11 +1,14 @@
 /** What the middlewares leave on `ctx.state` for the ones after them, typed once. */
 import {type Next, type ParameterizedContext} from 'koa';
+import {type CacheableAnswer} from './answer-cache.js';
 
 export type RequestState = {
 	/** Set by the request log: the client's X-Request-Id when well-formed, else a fresh UUID. */
 	requestId: string;
 	/** Set by auth: the user name, null for an anonymous pull; absent without auth. */
 	user?: string | null;
+	/** Set by a read handler whose answer may be repeated from memory (answer-cache.ts). */
+	answer?: CacheableAnswer;
 };
 
 export type MirrorContext = ParameterizedContext<RequestState>;

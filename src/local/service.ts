@@ -32,7 +32,8 @@ export class LocalService implements ReadService<LocalTarget> {
 		}
 
 		this.access.touch('manifest', manifest.digest);
-		return {manifest};
+		// Pushed content changes only by writes, and every write that matters moves the store's cache generation.
+		return {manifest, freshUntil: Number.POSITIVE_INFINITY};
 	}
 
 	async statBlob(target: LocalTarget, digest: Digest): Promise<number> {

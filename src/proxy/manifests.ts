@@ -22,6 +22,9 @@ import {checkUpstreamStatus} from './upstream-status.js';
 type TaggedManifest = TagRecord & {manifest: ManifestRecord};
 type Fetched = {manifest: ManifestRecord; references: string[]};
 
+/** Content by digest never changes; only the store's cache generation ends an answer of it. */
+const FOREVER = Number.POSITIVE_INFINITY;
+
 /** How long an upstream 404 is remembered, so a typo does not hammer the upstream. */
 export const NEGATIVE_TTL_MS = 5000;
 
@@ -57,7 +60,7 @@ export class ProxyManifests {
 		if (quick) {
 			this.deps.access.touch('manifest', quick.digest);
 			this.deps.onResult?.(target.upstream.name, 'hit');
-			return {manifest: quick};
+			return {manifest: quick, freshUntil: tagged ? this.#freshUntil(target, tagged.checkedAt) : FOREVER};
 		}
 
 		const key = `${target.repo.registry}\n${target.repo.name}\n${reference.kind === 'tag' ? reference.tag : reference.digest.value}`;
@@ -88,14 +91,19 @@ export class ProxyManifests {
 	}
 
 	#isFresh(target: CachedTarget, tagged: TaggedManifest): boolean {
-		return target.upstream.offline || this.#now() - tagged.checkedAt < target.upstream.tagTtlMs;
+		return this.#now() < this.#freshUntil(target, tagged.checkedAt);
+	}
+
+	/** When a tag checked at `checkedAt` is due to be checked again. */
+	#freshUntil(target: CachedTarget, checkedAt: number): number {
+		return target.upstream.offline ? FOREVER : checkedAt + target.upstream.tagTtlMs;
 	}
 
 	async #byDigest(target: CachedTarget, digest: Digest): Promise<ManifestResult> {
 		const known = await this.deps.metadata.getManifest(digest.value);
 		if (target.upstream.offline) {
 			if (known) {
-				return {manifest: known};
+				return {manifest: known, freshUntil: FOREVER};
 			}
 
 			throw new RegistryError('MANIFEST_UNKNOWN', {detail: {reason: 'upstream is offline and this manifest is not cached'}});
@@ -105,7 +113,7 @@ export class ProxyManifests {
 			const fetched = await this.#fetch(target, digest.value, digest);
 			await this.#store(target, fetched);
 			this.deps.onResult?.(target.upstream.name, 'miss');
-			return {manifest: fetched.manifest};
+			return {manifest: fetched.manifest, freshUntil: FOREVER};
 		} catch (error) {
 			// The bytes are immutable and already verified: any repository may have them when the upstream cannot answer.
 			if (known && isUpstreamFailure(error)) {
@@ -121,7 +129,7 @@ export class ProxyManifests {
 		const cached = tagged?.manifest;
 		if (target.upstream.offline) {
 			if (cached) {
-				return {manifest: cached};
+				return {manifest: cached, freshUntil: FOREVER};
 			}
 
 			throw new RegistryError('MANIFEST_UNKNOWN', {detail: {reason: 'upstream is offline and this tag is not cached'}});
@@ -131,17 +139,19 @@ export class ProxyManifests {
 			if (cached) {
 				const current = await this.#head(target, tag);
 				if (current === cached.digest) {
-					await this.deps.metadata.markTagChecked(target.repo, tag, this.#now());
+					const now = this.#now();
+					await this.deps.metadata.markTagChecked(target.repo, tag, now);
 					this.deps.access.touch('manifest', cached.digest);
 					this.deps.onResult?.(target.upstream.name, 'revalidated');
-					return {manifest: cached};
+					return {manifest: cached, freshUntil: this.#freshUntil(target, now)};
 				}
 			}
 
+			const now = this.#now();
 			const fetched = await this.#fetch(target, tag, undefined);
 			await this.#store(target, fetched, tag);
 			this.deps.onResult?.(target.upstream.name, 'miss');
-			return {manifest: fetched.manifest};
+			return {manifest: fetched.manifest, freshUntil: this.#freshUntil(target, now)};
 		} catch (error) {
 			if (cached && isUpstreamFailure(error)) {
 				return this.#stale(target, cached, error);

@@ -29,7 +29,8 @@ export async function negotiate(
 		if (child) {
 			const resolved = await byDigest(parseDigest(child.digest));
 			if (accepts(accept, resolved.manifest.mediaType)) {
-				return {...resolved, warning: resolved.warning ?? result.warning};
+				const freshUntil = result.freshUntil === undefined || resolved.freshUntil === undefined ? undefined : Math.min(result.freshUntil, resolved.freshUntil);
+				return {...resolved, warning: resolved.warning ?? result.warning, freshUntil};
 			}
 		}
 	}

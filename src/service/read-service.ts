@@ -12,6 +12,12 @@ export type ManifestResult = {
 	manifest: ManifestRecord;
 	/** Set when a stale copy was served because the upstream failed. */
 	warning?: string;
+	/**
+	 * Until when (ms since the epoch) this answer stays right without asking
+	 * again, unless the store's cache generation moves: Infinity for content
+	 * by digest or a pushed tag, the TTL's end for a cached tag. Unset: do not repeat it.
+	 */
+	freshUntil?: number;
 };
 
 /** Local blobs are always stored; cached ones say where they came from. */

@@ -66,6 +66,12 @@ export interface ReadIndex {
 	/** Repositories with at least one manifest, sorted by (registry, name). */
 	listRepositories(): Promise<RepoKey[]>;
 	listReferrers(repo: RepoKey, subject: string): Promise<ReferrerRecord[]>;
+	/**
+	 * A number that grows whenever something the mirror answered may have
+	 * changed (a tag moved or removed, content unlinked or deleted), by any
+	 * process sharing the store. SQLite answers at once (a local read).
+	 */
+	cacheGeneration(): number | Promise<number>;
 }
 
 /** What fills and pushes record, and the deletes of local namespaces. */

@@ -37,6 +37,7 @@ export const SQL = {
 	registryHasBlob: `SELECT 1 FROM repository_blobs b JOIN repositories r ON r.id = b.repository_id
 		WHERE r.registry = ? AND b.digest = ? LIMIT 1`,
 	allBlobDigests: 'SELECT digest FROM blobs',
+	cacheGeneration: 'SELECT n FROM cache_generation',
 	deleteBlob: 'DELETE FROM blobs WHERE digest = ?',
 	deleteTag: 'DELETE FROM tags WHERE repository_id = ? AND tag = ?',
 	unlinkManifest: 'DELETE FROM repository_manifests WHERE repository_id = ? AND digest = ?',

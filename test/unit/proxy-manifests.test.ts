@@ -103,7 +103,7 @@ test('a tag is fetched once and stored; within its TTL it is a hit without askin
 	const digest = h.upstream.tag('latest', body);
 
 	const first = await h.manifests.get(h.target(), latest);
-	t.deepEqual(first, {manifest: {digest, mediaType: OCI, content: body}});
+	t.deepEqual(first, {manifest: {digest, mediaType: OCI, content: body}, freshUntil: T0 + TTL});
 	t.deepEqual(h.upstream.calls, ['GET /v2/library/nginx/manifests/latest']);
 	t.deepEqual(h.upstream.accepts, [MANIFEST_ACCEPT]);
 	t.deepEqual(await h.metadata.getTag({registry: 'docker.io', name: 'library/nginx'}, 'latest'), {digest, fetchedAt: T0, checkedAt: T0});
@@ -113,6 +113,7 @@ test('a tag is fetched once and stored; within its TTL it is a hit without askin
 	t.is(second.manifest.digest, digest);
 	t.true(second.manifest.content.equals(body));
 	t.is(second.warning, undefined);
+	t.is(second.freshUntil, T0 + TTL, 'answered from the cache, it holds until the TTL counted from the fetch');
 	t.deepEqual(h.upstream.calls, ['GET /v2/library/nginx/manifests/latest']);
 	t.deepEqual(h.outcomes, ['docker.io miss', 'docker.io hit']);
 	t.deepEqual(h.access.touched, [['manifest', digest]]);

@@ -100,6 +100,10 @@ export function readIndex(db: PostgresDb): ReadIndex {
 			);
 		},
 
+		async cacheGeneration() {
+			return (await db.row<{n: number}>(SQL.cacheGeneration))!.n;
+		},
+
 		async listReferrers(repo, subject) {
 			const repoId = await db.repoId(repo);
 			if (repoId === undefined) {

@@ -4,7 +4,7 @@
  */
 import Database from 'better-sqlite3';
 import {type RepoKey} from '../metadata.js';
-import {MIGRATIONS} from '../migrations.js';
+import {forSqlite, MIGRATIONS} from '../migrations.js';
 import {SQL} from '../queries.js';
 
 type Statement = Database.Statement<unknown[], unknown>;
@@ -34,7 +34,7 @@ export class SqliteDb {
 
 		for (let version = current; version < MIGRATIONS.length; version++) {
 			this.#db.transaction(() => {
-				this.#db.exec(MIGRATIONS[version]!);
+				this.#db.exec(forSqlite(MIGRATIONS[version]!));
 				this.#db.pragma(`user_version = ${version + 1}`);
 			}).immediate();
 		}

@@ -81,6 +81,10 @@ export function readIndex(db: SqliteDb): ReadIndex {
 			).all() as RepoKey[];
 		},
 
+		cacheGeneration() {
+			return (db.statement(SQL.cacheGeneration).get() as {n: number}).n;
+		},
+
 		async listReferrers(repo, subject) {
 			const repoId = db.repoId(repo);
 			if (repoId === undefined) {
