@@ -22,7 +22,7 @@ import {type Logger} from '../util/log.js';
 import {SingleFlight} from '../util/single-flight.js';
 import {RegistryError} from '../v2/errors.js';
 import {type Digest} from '../v2/grammar.js';
-import {type Coordinator} from './coordinator.js';
+import {type FillCoordinator} from './coordination.js';
 import {type Peers} from './peers.js';
 
 /** How long a replica waits for another's fill before answering 503 (the owner has not answered yet). */
@@ -37,7 +37,7 @@ type Claim = {kind: 'here'; result: BlobResult} | {kind: 'remote'; owner: string
 export type PeerBlob = {size: number; origin: string | undefined; open(range: ByteRange): Readable};
 
 export type ClusterBlobsDeps = {
-	coordinator: Coordinator;
+	coordinator: FillCoordinator;
 	peers: Peers;
 	content: Pick<BlobContent, 'size' | 'createReadStream'>;
 	log: Logger;

@@ -17,6 +17,7 @@ import pg from 'pg';
 import {type Config} from '../config/load.js';
 import {type Logger} from '../util/log.js';
 import {type Digest} from '../v2/grammar.js';
+import {type FillCoordinator} from './coordination.js';
 
 const CHANNEL = 'mirror_fills';
 /** The advisory lock one maintenance run holds ('mirror' and a number; the PostgreSQL driver's migration lock is 1, fill locks are per digest). */
@@ -26,7 +27,7 @@ function fillKey(digest: Digest): string {
 	return BigInt.asIntN(64, BigInt(`0x${digest.hex.slice(0, 16)}`)).toString();
 }
 
-export class Coordinator {
+export class Coordinator implements FillCoordinator {
 	/** The secret other replicas show to read fills in progress (derived from the shared database URL). */
 	readonly clusterKey: string;
 	#lockClient: pg.Client | undefined;

@@ -6,7 +6,9 @@
  */
 import {Htpasswd} from '../auth/htpasswd.js';
 import {ClusterBlobs} from '../cluster/cluster-blobs.js';
+import {type FillCoordinator} from '../cluster/coordination.js';
 import {Coordinator, advertiseUrl} from '../cluster/coordinator.js';
+import {type PrimaryLink, WorkerCoordinator} from '../cluster/workers.js';
 import {Peers} from '../cluster/peers.js';
 import {type Config, ConfigError} from '../config/load.js';
 import {type BlobSource} from '../fill/source.js';
@@ -49,9 +51,9 @@ export type Registry = {
 	maintenance: Maintenance;
 	metrics: Metrics;
 	notifier: Notifier;
-	/** With PostgreSQL: the replicas' shared locks and fill hand-over. */
-	coordinator?: Coordinator;
-	/** With PostgreSQL: the cluster layer, and the key other replicas show to read fills here. */
+	/** With PostgreSQL or workers: the shared locks and fill hand-over among replicas or workers. */
+	coordinator?: FillCoordinator;
+	/** With PostgreSQL or workers: the cluster layer, and the key the others show to read fills here. */
 	cluster?: {blobs: ClusterBlobs; key: string};
 	/** Readiness checks of the shared stores (S3, PostgreSQL), by name. */
 	checks: Record<string, () => Promise<unknown>>;
@@ -90,15 +92,33 @@ export async function openCoordinator(config: Config, postgres: Stores['postgres
 	return coordinator;
 }
 
-export async function openRegistry(config: Config, log: Logger): Promise<Registry> {
-	const htpasswd = loadHtpasswd(config);
-	const stores = await openStores(config);
-	const {blobs, metadata} = stores;
-	const coordinator = await openCoordinator(config, stores.postgres, log);
-	const checks = {...stores.checks, ...(coordinator ? {cluster: async () => coordinator.ping()} : {})};
+/** Removes what interrupted fills left in the store's scratch space (before anything fills again). */
+export async function sweepLeftovers(blobs: Pick<BlobStore, 'sweepTemp'>, log: Logger): Promise<void> {
 	const leftovers = await blobs.sweepTemp();
 	if (leftovers > 0) {
 		log.info({count: leftovers}, 'removed leftovers of interrupted fills');
+	}
+}
+
+export type RegistryOptions = {
+	/**
+	 * In a worker process (`workers` > 1): the channel to the primary, which
+	 * coordinates fills and maintenance among workers (SQLite) and has swept
+	 * the scratch space before starting them.
+	 */
+	worker?: {primary: PrimaryLink; clusterKey: string};
+};
+
+export async function openRegistry(config: Config, log: Logger, options: RegistryOptions = {}): Promise<Registry> {
+	const htpasswd = loadHtpasswd(config);
+	const stores = await openStores(config);
+	const {blobs, metadata} = stores;
+	const {worker} = options;
+	const coordinator: FillCoordinator | undefined =
+		(await openCoordinator(config, stores.postgres, log)) ?? (worker ? new WorkerCoordinator(worker.primary, '', worker.clusterKey) : undefined);
+	const checks = {...stores.checks, ...(coordinator ? {cluster: async () => coordinator.ping()} : {})};
+	if (!worker) {
+		await sweepLeftovers(blobs, log);
 	}
 
 	/** With several replicas, maintenance runs on one at a time; a replica finding another at it skips its turn. */

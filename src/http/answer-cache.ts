@@ -15,23 +15,7 @@
  */
 import {type Next} from 'koa';
 import {LRUCache} from 'lru-cache';
-import {type MirrorContext} from './state.js';
-
-/** What a handler offers to be answered again from memory. */
-export type CacheableAnswer = {
-	kind: 'manifest' | 'blob';
-	digest: string;
-	/** The upstream of a cached namespace (hits are counted per upstream), undefined for local ones. */
-	upstream?: string;
-	/** Until when (ms since the epoch) the answer holds without asking the store or upstream again. */
-	freshUntil: number;
-	/** The body, or how to read it once the response is done (blobs: their bytes are streamed the first time). */
-	body: Buffer | (() => Promise<Buffer>);
-	/** Size of the body, known before it is read. */
-	size: number;
-	/** What a repeat costs besides the bytes: pull counters and webhook events, as the handler does them. */
-	replay(ctx: MirrorContext): void;
-};
+import {type CacheableAnswer, type MirrorContext} from './state.js';
 
 export type AnswerCacheOptions = {
 	/** Total bytes of bodies kept. 0 turns the cache off. */

@@ -13,7 +13,7 @@ const CHECK_TIMEOUT_MS = 3000;
 export function metricsHandler(metrics: Metrics) {
 	return async (ctx: MirrorContext): Promise<void> => {
 		ctx.type = metrics.registry.contentType;
-		ctx.body = await metrics.registry.metrics();
+		ctx.body = await metrics.exposition();
 	};
 }
 

@@ -1,6 +1,5 @@
 /** What the middlewares leave on `ctx.state` for the ones after them, typed once. */
 import {type Next, type ParameterizedContext} from 'koa';
-import {type CacheableAnswer} from './answer-cache.js';
 
 export type RequestState = {
 	/** Set by the request log: the client's X-Request-Id when well-formed, else a fresh UUID. */
@@ -19,3 +18,20 @@ export type MirrorMiddleware = (ctx: MirrorContext, next: Next) => Promise<void>
 export function userOf(ctx: MirrorContext): string | null {
 	return ctx.state.user ?? null;
 }
+
+/** What a handler offers to be answered again from memory. */
+/** (Kept by http/answer-cache.ts.) */
+export type CacheableAnswer = {
+	kind: 'manifest' | 'blob';
+	digest: string;
+	/** The upstream of a cached namespace (hits are counted per upstream), undefined for local ones. */
+	upstream?: string;
+	/** Until when (ms since the epoch) the answer holds without asking the store or upstream again. */
+	freshUntil: number;
+	/** The body, or how to read it once the response is done (blobs: their bytes are streamed the first time). */
+	body: Buffer | (() => Promise<Buffer>);
+	/** Size of the body, known before it is read. */
+	size: number;
+	/** What a repeat costs besides the bytes: pull counters and webhook events, as the handler does them. */
+	replay(ctx: MirrorContext): void;
+};

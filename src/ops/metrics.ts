@@ -36,6 +36,9 @@ export class Metrics {
 		return new client.Counter({name, help, labelNames, registers: [this.registry]});
 	}
 
+	/** With workers: the exposition for the whole machine (the primary sums every worker's). */
+	#machineText: (() => Promise<string>) | undefined;
+
 	readonly pulls = new Map<string, number>();
 	readonly recentPushes: RecentPush[] = [];
 	readonly startedAt = Date.now();
@@ -54,6 +57,7 @@ export class Metrics {
 			name: 'registry_mirror_store_bytes',
 			help: 'Bytes in the store by kind (cached content is evictable, pushed is not)',
 			labelNames: ['kind'] as const,
+			aggregator: 'max', // every worker reads the same store
 			registers: [registry],
 			async collect() {
 				const bytes = await gauges.storeBytes();
@@ -64,6 +68,7 @@ export class Metrics {
 		new client.Gauge({
 			name: 'registry_mirror_store_quota_bytes',
 			help: 'storage.max_size (0 when there is no quota)',
+			aggregator: 'max',
 			registers: [registry],
 			collect() {
 				this.set(gauges.maxSize ?? 0);
@@ -72,6 +77,7 @@ export class Metrics {
 		new client.Gauge({
 			name: 'registry_mirror_upstream_ratelimit_remaining',
 			help: 'The last ratelimit-remaining an upstream sent',
+			aggregator: 'min',
 			labelNames: ['upstream'] as const,
 			registers: [registry],
 			collect() {
@@ -86,6 +92,7 @@ export class Metrics {
 		new client.Gauge({
 			name: 'registry_mirror_upstream_up',
 			help: '1 when the upstream circuit is closed, 0 when it is open or half-open',
+			aggregator: 'min',
 			labelNames: ['upstream'] as const,
 			registers: [registry],
 			collect() {
@@ -95,6 +102,21 @@ export class Metrics {
 			},
 		});
 		client.collectDefaultMetrics({register: registry, prefix: 'registry_mirror_'});
+	}
+
+	/**
+	 * In a worker process: answer the primary's requests for this worker's
+	 * metrics, and serve `/metrics` as `machineText` gives it (all workers summed).
+	 */
+	shareWithPrimary(machineText: () => Promise<string>): void {
+		client.AggregatorRegistry.setRegistries([this.registry]);
+		void new client.AggregatorRegistry(); // installs the worker's listener for the primary's requests
+		this.#machineText = machineText;
+	}
+
+	/** The Prometheus exposition: this process's, or with workers the machine's. */
+	async exposition(): Promise<string> {
+		return this.#machineText ? this.#machineText() : this.registry.metrics();
 	}
 
 	recordPull(repository: string): void {

@@ -96,6 +96,8 @@ export async function startMirrorProcess(options: MirrorProcessOptions = {}): Pr
 				`the mirror process on ${url}`,
 				30_000,
 			);
+			// With several workers the port answers as soon as the first listens: wait for all of them.
+			await waitFor(async () => gone() || output.includes('registry mirror ready'), `the mirror on ${url} to say it is ready`, 30_000);
 		} catch (error) {
 			proc.kill('SIGKILL');
 			await exited(proc);
