@@ -56,7 +56,8 @@ async function startCluster(
 			const replica = await startMirrorProcess({
 				dataDir,
 				upstreams,
-				extra: {...stores, storage, ...extra},
+				// One process per replica: the test follows fills by replica (workers share a replica's port; see workers.test.ts).
+				extra: {...stores, storage, workers: 1, ...extra},
 			});
 			t.teardown(async () => replica.stop());
 			return replica;
