@@ -24,11 +24,15 @@ type Operation =
 	| {op: 'owner'; digest: string}
 	| {op: 'exclusive'; wait: boolean}
 	| {op: 'exclusive-end'}
-	| {op: 'ask'; question: string};
+	| {op: 'ask'; question: string}
+	| {op: 'changed'};
 
 type Request = {mirror: 'request'; id: number} & Operation;
 type Reply = {mirror: 'reply'; id: number; value: unknown; error?: string};
 type Ended = {mirror: 'fill-ended'; digest: string};
+/** The primary tells a worker another changed the store; the worker answers once it has taken note. */
+type Notice = {mirror: 'store-changed'; id: number};
+type Noticed = {mirror: 'store-changed-noted'; id: number};
 
 function isMessage<T extends {mirror: string}>(message: unknown, kind: T['mirror']): message is T {
 	return typeof message === 'object' && message !== null && (message as {mirror?: unknown}).mirror === kind;
@@ -43,6 +47,8 @@ export class LockTable {
 	readonly #workers = new Map<number, Channel>();
 	#maintenance: number | undefined;
 	readonly #queue: Array<{worker: number; grant: () => void}> = [];
+	#nextNotice = 0;
+	readonly #notices = new Map<number, () => void>();
 
 	constructor(private readonly questions: Record<string, () => Promise<unknown>> = {}) {}
 
@@ -50,6 +56,11 @@ export class LockTable {
 	attach(worker: number, channel: Channel): void {
 		this.#workers.set(worker, channel);
 		channel.on('message', message => {
+			if (isMessage<Noticed>(message, 'store-changed-noted')) {
+				this.#notices.get(message.id)?.();
+				return;
+			}
+
 			if (isMessage<Request>(message, 'request')) {
 				void this.#handle(worker, message).then(
 					value => channel.send({mirror: 'reply', id: message.id, value} satisfies Reply),
@@ -121,6 +132,11 @@ export class LockTable {
 				return undefined;
 			}
 
+			case 'changed': {
+				await this.#tellOthers(worker);
+				return undefined;
+			}
+
 			case 'ask': {
 				const answer = this.questions[request.question];
 				if (!answer) {
@@ -130,6 +146,31 @@ export class LockTable {
 				return answer();
 			}
 		}
+	}
+
+	/** Tells every other worker the store changed, and resolves once each has taken note (or is gone). */
+	async #tellOthers(from: number): Promise<void> {
+		await Promise.all(
+			[...this.#workers].filter(([worker]) => worker !== from).map(async ([worker, channel]) => {
+				const id = ++this.#nextNotice;
+				await new Promise<void>(resolve => {
+					const done = () => {
+						this.#notices.delete(id);
+						clearInterval(check);
+						resolve();
+					};
+
+					this.#notices.set(id, done);
+					// A worker that exits meanwhile never answers.
+					const check = setInterval(() => {
+						if (!this.#workers.has(worker)) {
+							done();
+						}
+					}, 100);
+					channel.send({mirror: 'store-changed', id} satisfies Notice);
+				});
+			}),
+		);
 	}
 
 	#release(digest: string): void {
@@ -151,9 +192,19 @@ export class PrimaryLink {
 	#nextId = 0;
 	readonly #pending = new Map<number, {resolve: (value: unknown) => void; reject: (error: Error) => void}>();
 	readonly #ended = new Set<(digest: string) => void>();
+	readonly #changed = new Set<() => void>();
 
 	constructor(private readonly channel: Channel) {
 		channel.on('message', message => {
+			if (isMessage<Notice>(message, 'store-changed')) {
+				for (const listener of this.#changed) {
+					listener();
+				}
+
+				channel.send({mirror: 'store-changed-noted', id: message.id} satisfies Noticed);
+				return;
+			}
+
 			if (isMessage<Reply>(message, 'reply')) {
 				const pending = this.#pending.get(message.id);
 				this.#pending.delete(message.id);
@@ -185,6 +236,15 @@ export class PrimaryLink {
 
 	onFillEnded(listener: (digest: string) => void): void {
 		this.#ended.add(listener);
+	}
+
+	/** Tells the other workers this one changed the store; resolves once every one of them has taken note. */
+	async storeChanged(): Promise<void> {
+		await this.request({op: 'changed'});
+	}
+
+	onStoreChanged(listener: () => void): void {
+		this.#changed.add(listener);
 	}
 }
 

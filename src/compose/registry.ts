@@ -59,6 +59,8 @@ export type Registry = {
 	checks: Record<string, () => Promise<unknown>>;
 	/** Signs this registry's Bearer tokens; shared by every replica of one store. */
 	tokenSecret: Buffer;
+	/** In a worker: tells the other workers this one changed the store, once they have taken note. */
+	announceChange?: () => Promise<void>;
 	close(): Promise<void>;
 };
 
@@ -117,7 +119,9 @@ export async function openRegistry(config: Config, log: Logger, options: Registr
 	const coordinator: FillCoordinator | undefined =
 		(await openCoordinator(config, stores.postgres, log)) ?? (worker ? new WorkerCoordinator(worker.primary, '', worker.clusterKey) : undefined);
 	const checks = {...stores.checks, ...(coordinator ? {cluster: async () => coordinator.ping()} : {})};
-	if (!worker) {
+	if (worker) {
+		worker.primary.onStoreChanged(() => metadata.generationChanged());
+	} else {
 		await sweepLeftovers(blobs, log);
 	}
 
@@ -196,6 +200,7 @@ export async function openRegistry(config: Config, log: Logger, options: Registr
 		cluster,
 		checks,
 		tokenSecret: Buffer.from(await metadata.sharedSecret('token-secret'), 'hex'),
+		announceChange: worker ? async () => worker.primary.storeChanged() : undefined,
 		async close() {
 			clearInterval(sweeper);
 			await fills.drain();

@@ -23,6 +23,12 @@ export type AnswerCacheOptions = {
 	/** The largest body kept. */
 	maxItemBytes: number;
 	generation: () => number | Promise<number>;
+	/**
+	 * With workers: tells the others a write here moved the generation, and
+	 * resolves once they have taken note, so the response to a push or a
+	 * delete goes out only when no worker can answer the old content any more.
+	 */
+	announce?: () => Promise<void>;
 	/** A served answer: access times and hit counters, as the service layer counts a hit. */
 	onHit: (answer: Pick<CacheableAnswer, 'kind' | 'digest' | 'upstream'>) => void;
 	now?: () => number;
@@ -82,7 +88,7 @@ export class AnswerCache {
 			}
 
 			const read = this.options.generation();
-			const generation = typeof read === 'number' ? read : await read;
+			const generation = typeof read === 'number' ? read : await read; // SQLite answers at once: no extra turn
 			const entry = this.#entries.get(key);
 			if (entry) {
 				if (entry.generation === generation && this.#now() < entry.answer.freshUntil) {
@@ -97,6 +103,35 @@ export class AnswerCache {
 			const answer = ctx.state.answer;
 			if (answer && ctx.status === 200 && answer.size <= this.options.maxItemBytes && !ctx.response.get('Warning') && !this.#loading.has(key)) {
 				this.#keep(ctx, key, answer, generation);
+			}
+		};
+	}
+
+	async #generation(): Promise<number> {
+		return this.options.generation();
+	}
+
+	/**
+	 * For every request that may write (any method but GET and HEAD, wherever
+	 * it is routed: the V2 API, the purge API): when it moved the generation,
+	 * the other workers hear of it before its response goes out. Goes first,
+	 * before the routes that write.
+	 */
+	announcer() {
+		return async (ctx: MirrorContext, next: Next): Promise<void> => {
+			const {announce} = this.options;
+			if (!announce || ctx.method === 'GET' || ctx.method === 'HEAD') {
+				await next();
+				return;
+			}
+
+			const before = await this.#generation();
+			try {
+				await next();
+			} finally {
+				if ((await this.#generation()) !== before) {
+					await announce();
+				}
 			}
 		};
 	}

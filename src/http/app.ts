@@ -36,6 +36,8 @@ export type AppDeps = Omit<HandlerDeps, 'prefix' | 'publicUrl' | 'blobRedirect'>
 	/** Reads answered from memory record their access times here, as the services do. */
 	access: Pick<AccessRecorder, 'touch'>;
 	metadata: HandlerDeps['metadata'] & Pick<ReadIndex, 'cacheGeneration'>;
+	/** With workers: tell the others this one changed the store (see answer-cache.ts). */
+	announceChange?: () => Promise<void>;
 	/** With several replicas: the cluster layer, which serves other replicas' reads of fills here. */
 	cluster?: {blobs: ClusterBlobs; key: string};
 };
@@ -55,6 +57,19 @@ export function createApp(deps: AppDeps): Koa<RequestState> {
 	});
 	app.use(requestLog(log, deps.metrics));
 	app.use(errorMiddleware(log));
+	const answers = new AnswerCache({
+		maxBytes: config.memoryCache.maxBytes,
+		maxItemBytes: config.memoryCache.maxItemBytes,
+		generation: () => deps.metadata.cacheGeneration(),
+		announce: deps.announceChange,
+		onHit: ({kind, digest, upstream}) => {
+			deps.access.touch(kind, digest);
+			if (upstream !== undefined) {
+				deps.metrics.cache.inc({kind, outcome: 'hit', upstream});
+			}
+		},
+	});
+	app.use(answers.announcer());
 
 	if (deps.cluster) {
 		app.use(internalFillRoutes(deps.cluster.blobs, deps.cluster.key).routes());
@@ -77,17 +92,6 @@ export function createApp(deps: AppDeps): Koa<RequestState> {
 		});
 	}
 
-	const answers = new AnswerCache({
-		maxBytes: config.memoryCache.maxBytes,
-		maxItemBytes: config.memoryCache.maxItemBytes,
-		generation: () => deps.metadata.cacheGeneration(),
-		onHit: ({kind, digest, upstream}) => {
-			deps.access.touch(kind, digest);
-			if (upstream !== undefined) {
-				deps.metrics.cache.inc({kind, outcome: 'hit', upstream});
-			}
-		},
-	});
 	app.use(answers.middleware());
 
 	const router = createRouter(

@@ -72,6 +72,8 @@ export interface ReadIndex {
 	 * process sharing the store. SQLite answers at once (a local read).
 	 */
 	cacheGeneration(): number | Promise<number>;
+	/** Another process sharing the store says it changed something: the next cacheGeneration() must look. */
+	generationChanged(): void;
 }
 
 /** What fills and pushes record, and the deletes of local namespaces. */

@@ -105,7 +105,7 @@ async function fillingPid(pids: number[], dataDir: string): Promise<number | und
 }
 
 test('kill -9 of the worker that fills: clients of the other worker get the right bytes or a cut, never wrong ones; the blob is then served whole', async t => {
-	const upstream = await upstreamRegistry(t, 4 * 1024 * 1024);
+	const upstream = await upstreamRegistry(t, 2 * 1024 * 1024); // a 6 s fill: time to find the worker and kill it
 	const image = await buildImage({layers: 1, layerSize: 12 * 1024 * 1024});
 	await pushImage(upstream.url, 'library/victim', '1', image);
 	const mirror = await mirrorWithWorkers(t, upstream);

@@ -104,6 +104,10 @@ export function readIndex(db: PostgresDb): ReadIndex {
 			return (await db.row<{n: number}>(SQL.cacheGeneration))!.n;
 		},
 
+		generationChanged() {
+			// Read from the database on every call: nothing to forget.
+		},
+
 		async listReferrers(repo, subject) {
 			const repoId = await db.repoId(repo);
 			if (repoId === undefined) {

@@ -82,7 +82,11 @@ export function readIndex(db: SqliteDb): ReadIndex {
 		},
 
 		cacheGeneration() {
-			return (db.statement(SQL.cacheGeneration).get() as {n: number}).n;
+			return db.cacheGeneration(() => (db.statement(SQL.cacheGeneration).get() as {n: number}).n);
+		},
+
+		generationChanged() {
+			db.generationChanged();
 		},
 
 		async listReferrers(repo, subject) {
