@@ -2,7 +2,7 @@
  * The memory cache of answers in a Koa app of its own: what it keeps, what it
  * answers again, and what ends an entry (freshness, the generation, size).
  */
-import test from 'ava';
+import test, {type ExecutionContext} from 'ava';
 import Koa from 'koa';
 import {type AddressInfo} from 'node:net';
 import {AnswerCache, type AnswerCacheOptions} from '../../src/http/answer-cache.js';
@@ -19,7 +19,7 @@ type Harness = {
 	announced: number;
 };
 
-async function harness(t: import('ava').ExecutionContext, options: Partial<AnswerCacheOptions> & {freshFor?: number; body?: (path: string) => Buffer} = {}): Promise<Harness> {
+async function harness(t: ExecutionContext, options: Partial<AnswerCacheOptions> & {freshFor?: number; body?: (path: string) => Buffer} = {}): Promise<Harness> {
 	const state: Harness = {url: '', handled: () => handled, hits: [], replays: 0, clock: {now: 1000}, generation: {n: 1}, announced: 0};
 	let handled = 0;
 	const cache = new AnswerCache({
