@@ -9,13 +9,18 @@ import {type ByteRange, type TempBlob} from '../store/blob-store.js';
 
 export type FillState = 'starting' | 'running' | 'done' | 'failed';
 
+/** Bytes on their way to the temp file, from byte `position`: the same bytes the file will hold. */
+export type InFlightChunk = {position: number; chunk: Uint8Array};
+
 /** What a reader needs of the fill it follows. */
 export interface GrowingBlob {
 	readonly state: FillState;
 	readonly size: number | undefined;
 	readonly error: Error | undefined;
 	readonly temp: TempBlob | undefined;
-	/** How many bytes clients may have right now. */
+	/** The chunk being written now, which readers may take from memory. */
+	readonly inFlight?: InFlightChunk;
+	/** How many bytes clients may have right now (the chunk in flight included). */
 	readonly readable: number;
 	/** 'progress' is emitted for every chunk written and once more when the fill ends. */
 	on(event: 'progress', listener: () => void): unknown;
@@ -69,6 +74,18 @@ export class FillReader extends Readable {
 		callback(error);
 	}
 
+	/** The next bytes from the chunk in flight, when this reader has reached it (not copied: a chunk is never changed). */
+	#inFlight(limit: number): Buffer | undefined {
+		const inFlight = this.#fill.inFlight;
+		if (!inFlight || this.#position < inFlight.position || this.#position >= inFlight.position + inFlight.chunk.length) {
+			return undefined;
+		}
+
+		const offset = this.#position - inFlight.position;
+		const length = Math.min(limit - this.#position, inFlight.chunk.length - offset, READ_CHUNK);
+		return Buffer.from(inFlight.chunk.buffer, inFlight.chunk.byteOffset + offset, length);
+	}
+
 	async #pump(): Promise<void> {
 		if (this.#reading || this.destroyed) {
 			return;
@@ -97,6 +114,17 @@ export class FillReader extends Readable {
 				const limit = Math.min(fill.readable, end ?? Number.POSITIVE_INFINITY);
 				if (this.#position >= limit || !fill.temp || !this.#holding) {
 					return; // wait for the next 'progress'
+				}
+
+				const fromMemory = this.#inFlight(limit);
+				if (fromMemory) {
+					this.#position += fromMemory.length;
+					if (!this.push(fromMemory)) {
+						this.#wanted = false;
+						return;
+					}
+
+					continue;
 				}
 
 				const length = Math.min(limit - this.#position, READ_CHUNK);

@@ -20,7 +20,7 @@ import {type FillSource} from './source.js';
 import {HashingWriter} from '../store/hashing.js';
 import {type Digest} from '../v2/grammar.js';
 import {UpstreamError} from '../v2/errors.js';
-import {FillReader, type FillState, type GrowingBlob} from './fill-reader.js';
+import {FillReader, type FillState, type GrowingBlob, type InFlightChunk} from './fill-reader.js';
 
 export {type FillState} from './fill-reader.js';
 
@@ -51,6 +51,12 @@ export class Fill extends EventEmitter implements GrowingBlob {
 	size: number | undefined;
 	error: Error | undefined;
 	temp: TempBlob | undefined;
+	/**
+	 * The chunk being written to the temp file right now, from byte
+	 * `position`: readers may have it from memory before the write lands
+	 * (the first byte of a cold fill does not wait for the file round trip).
+	 */
+	inFlight: InFlightChunk | undefined;
 	/** Resolves once the upstream has answered (size known), rejects if it did not. */
 	readonly ready: Promise<void>;
 	/** Resolves when the blob is committed, rejects when the fill failed. */
@@ -88,7 +94,8 @@ export class Fill extends EventEmitter implements GrowingBlob {
 
 	/** How many bytes clients may have right now. */
 	get readable(): number {
-		const written = this.temp?.written ?? 0;
+		const onDisk = this.temp?.written ?? 0;
+		const written = this.inFlight?.position === onDisk ? onDisk + this.inFlight.chunk.length : onDisk;
 		if (this.state === 'done') {
 			return written;
 		}
@@ -242,7 +249,14 @@ export class Fill extends EventEmitter implements GrowingBlob {
 				}
 			}
 
-			await writer.write(chunk);
+			this.inFlight = {position: writer.written, chunk};
+			this.emit('progress');
+			try {
+				await writer.write(chunk);
+			} finally {
+				this.inFlight = undefined;
+			}
+
 			if (this.size !== undefined && writer.written > this.size) {
 				throw new UpstreamError('BLOB_UNKNOWN', {message: 'upstream sent more bytes than it announced'});
 			}

@@ -101,10 +101,20 @@ class Collector {
 }
 
 /** Pushes a chunk and waits until the fill has written it. */
+/** Pushes a chunk and waits until it has landed in the temp file (the first 'progress' says it is in flight). */
 async function feed(fill: Fill, body: ManualBody, chunk: Uint8Array): Promise<void> {
-	const progress = once(fill, 'progress');
+	const landed = new Promise<void>(resolve => {
+		const onProgress = () => {
+			if (fill.inFlight === undefined) {
+				fill.off('progress', onProgress);
+				resolve();
+			}
+		};
+
+		fill.on('progress', onProgress);
+	});
 	body.push(chunk);
-	await progress;
+	await landed;
 }
 
 /** Lets pending I/O callbacks and microtasks run. */
@@ -175,8 +185,17 @@ test('a reader never gets the last byte before the digest checks', async t => {
 	t.is(fill.size, data.length);
 	const reader = new Collector(fill.createReader());
 
+	// A chunk is readable from memory while it is on its way to the file.
+	const inFlight = once(fill, 'progress');
+	h.body.push(data.subarray(0, 6000));
+	await inFlight;
+	t.deepEqual(fill.inFlight && {position: fill.inFlight.position, length: fill.inFlight.chunk.length}, {position: 0, length: 6000});
+	t.is(fill.temp?.written, 0);
+	t.is(fill.readable, 6000);
+	await reader.waitFor(6000);
+
 	// all but a final one-byte chunk: the reader may have everything written so far
-	await feed(fill, h.body, data.subarray(0, 6000));
+	await settle();
 	await feed(fill, h.body, data.subarray(6000, data.length - 1));
 	await reader.waitFor(data.length - 1);
 	t.is(reader.received, data.length - 1);
