@@ -20,7 +20,7 @@ function blobHeaders(ctx: MirrorContext, digest: Digest): void {
 }
 
 function announcePull(ctx: MirrorContext, deps: HandlerDeps, target: Target, digest: Digest, size: number | undefined): void {
-	notify(ctx, deps, 'pull', {repository: target.clientName, digest: digest.value, mediaType: 'application/octet-stream', size});
+	notify(ctx, deps, 'pull', {repository: target.clientName, digest: digest.value, mediaType: 'application/octet-stream', size}, 'blobs');
 }
 
 /** A stored blob small enough may be answered again from memory (answer-cache.ts). */

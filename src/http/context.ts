@@ -30,18 +30,35 @@ export type HandlerDeps = {
 	blobRedirect?: (digest: Digest) => Promise<string>;
 };
 
-/** Sends a webhook event about this request (never waits for it). */
-export function notify(ctx: MirrorContext, deps: HandlerDeps, action: EventAction, target: EventTarget): void {
+/**
+ * Sends a webhook event about this request (never waits for it). As the
+ * reference registry does, a manifest's or blob's event links to it by
+ * digest (`resource`), whatever URL the request used; deletes carry no URL.
+ */
+export function notify(ctx: MirrorContext, deps: HandlerDeps, action: EventAction, target: EventTarget, resource?: 'manifests' | 'blobs'): void {
 	if (!deps.notifier.enabled) {
 		return;
 	}
 
+	const base = deps.publicUrl || `${ctx.protocol}://${ctx.host}`;
+	const url = resource && target.digest ? `${base}${deps.prefix}/v2/${target.repository}/${resource}/${target.digest}` : undefined;
+	const socket = ctx.req.socket;
 	deps.notifier.emit(
 		action,
-		{...target, url: target.url ?? `${deps.publicUrl || `${ctx.protocol}://${ctx.host}`}${ctx.path}`},
-		{id: ctx.state.requestId, addr: ctx.req.socket.remoteAddress ?? '', host: ctx.host, method: ctx.method, useragent: ctx.get('user-agent')},
+		{...target, ...(url ? {url} : {})},
+		{id: ctx.state.requestId, addr: hostPort(socket.remoteAddress ?? '', socket.remotePort), host: ctx.host, method: ctx.method, useragent: ctx.get('user-agent')},
 		userOf(ctx),
+		socket.localPort,
 	);
+}
+
+/** `host:port` (`[v6]:port`), as Go's net.JoinHostPort writes it. */
+function hostPort(host: string, port: number | undefined): string {
+	if (port === undefined) {
+		return host;
+	}
+
+	return host.includes(':') ? `[${host}]:${port}` : `${host}:${port}`;
 }
 
 /** A query parameter given once, or undefined. */

@@ -39,7 +39,7 @@ function recordRead(ctx: MirrorContext, deps: HandlerDeps, target: Target, refer
 		digest: manifest.digest,
 		size: manifest.content.length,
 		...(reference.kind === 'tag' ? {tag: reference.tag} : {}),
-	});
+	}, 'manifests');
 }
 
 export function getManifest(deps: HandlerDeps) {
@@ -133,7 +133,7 @@ export function putManifest(deps: HandlerDeps) {
 			digest: result.digest,
 			size: content.length,
 			...(reference.kind === 'tag' ? {tag: reference.tag} : {}),
-		});
+		}, 'manifests');
 	};
 }
 
@@ -141,8 +141,12 @@ export function deleteManifest(deps: HandlerDeps) {
 	return async (ctx: MirrorContext): Promise<void> => {
 		const target = writableTargetOf(ctx, deps);
 		const reference = parseReference(params(ctx)['reference'] ?? '');
-		await deps.writer.deleteManifest(target, reference);
+		const {untagged} = await deps.writer.deleteManifest(target, reference);
 		notify(ctx, deps, 'delete', {repository: target.clientName, ...(reference.kind === 'tag' ? {tag: reference.tag} : {digest: reference.digest.value})});
+		for (const tag of untagged) {
+			notify(ctx, deps, 'delete', {repository: target.clientName, tag}); // as the reference registry: one event per tag the delete removed
+		}
+
 		respondEmpty(ctx, 202);
 	};
 }

@@ -26,7 +26,7 @@ function sessionHeaders(ctx: MirrorContext, deps: HandlerDeps, target: LocalTarg
 }
 
 function blobCreated(ctx: MirrorContext, deps: HandlerDeps, target: LocalTarget, digest: string, size?: number): void {
-	notify(ctx, deps, 'push', {repository: target.clientName, digest, mediaType: 'application/octet-stream', ...(size === undefined ? {} : {size})});
+	notify(ctx, deps, 'push', {repository: target.clientName, digest, mediaType: 'application/octet-stream', ...(size === undefined ? {} : {size})}, 'blobs');
 	respondEmpty(ctx, 201);
 	ctx.set('Location', location(deps, `${target.clientName}/blobs/${digest}`));
 	ctx.set('Docker-Content-Digest', digest);

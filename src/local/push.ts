@@ -59,7 +59,17 @@ export class LocalWriter {
 		return {digest, mediaType, subject: subject?.digest.value};
 	}
 
-	async deleteManifest(target: LocalTarget, reference: Reference): Promise<void> {
+	/** Deletes a tag, or a manifest with every tag of the repository that points at it; returns those tags. */
+	async deleteManifest(target: LocalTarget, reference: Reference): Promise<{untagged: string[]}> {
+		const untagged: string[] = [];
+		if (reference.kind === 'digest') {
+			for (const tag of await this.metadata.listTags(target.repo)) {
+				if ((await this.metadata.getTag(target.repo, tag))?.digest === reference.digest.value) {
+					untagged.push(tag);
+				}
+			}
+		}
+
 		const deleted =
 			reference.kind === 'tag'
 				? await this.metadata.deleteTag(target.repo, reference.tag)
@@ -67,6 +77,8 @@ export class LocalWriter {
 		if (!deleted) {
 			throw new RegistryError('MANIFEST_UNKNOWN', {detail: reference.kind === 'tag' ? {tag: reference.tag} : {digest: reference.digest.value}});
 		}
+
+		return {untagged};
 	}
 
 	async deleteBlob(target: LocalTarget, digest: Digest): Promise<void> {

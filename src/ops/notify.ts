@@ -86,12 +86,16 @@ class Endpoint {
 				} catch (error) {
 					attempt++;
 					this.failures++;
-					if (attempt >= this.config.maxAttempts) {
-						this.log.warn({endpoint: this.config.name, events: batch.length, err: error}, 'notification endpoint failed: giving up on these events');
+					const {name, maxAttempts} = this.config;
+					const fields = {endpoint: name, attempt, attempts: maxAttempts, events: batch.length, err: (error as Error).message};
+					if (attempt >= maxAttempts) {
+						this.log.warn(fields, `notification delivery failed (attempt ${attempt} of ${maxAttempts}): giving up on these events`);
 						break;
 					}
 
-					await new Promise(resolve => setTimeout(resolve, this.config.backoffMs * 2 ** (attempt - 1)).unref());
+					const delayMs = this.config.backoffMs * 2 ** (attempt - 1);
+					this.log.warn({...fields, retryInMs: delayMs}, `notification delivery failed (attempt ${attempt} of ${maxAttempts}): retrying`);
+					await new Promise(resolve => setTimeout(resolve, delayMs).unref());
 				}
 			}
 
@@ -102,7 +106,7 @@ class Endpoint {
 
 export class Notifier {
 	readonly #endpoints: Endpoint[];
-	readonly #source = {addr: `${hostname()}`, instanceID: randomUUID()};
+	readonly #instanceID = randomUUID();
 
 	constructor(endpoints: EndpointConfig[], log: Logger) {
 		this.#endpoints = endpoints.map(config => new Endpoint(config, log));
@@ -116,7 +120,8 @@ export class Notifier {
 		return this.#endpoints.map(endpoint => ({name: endpoint.config.name, pending: endpoint.pending, sent: endpoint.sent, failures: endpoint.failures}));
 	}
 
-	emit(action: EventAction, target: EventTarget, request: EventRequest, actor: string | null): void {
+	/** `port`: the one the request came in on; the source is `hostname:port`, as the reference registry has it. */
+	emit(action: EventAction, target: EventTarget, request: EventRequest, actor: string | null, port?: number): void {
 		if (this.#endpoints.length === 0) {
 			return;
 		}
@@ -128,7 +133,7 @@ export class Notifier {
 			target: {...target, ...(target.size === undefined ? {} : {length: target.size})},
 			request,
 			actor: actor ? {name: actor} : {},
-			source: this.#source,
+			source: {addr: port === undefined ? hostname() : `${hostname()}:${port}`, instanceID: this.#instanceID},
 		};
 		for (const endpoint of this.#endpoints) {
 			if (endpoint.config.events.includes(action)) {

@@ -35,6 +35,8 @@ export type ReferenceRegistryOptions = {
 	dataDir?: string;
 	/** Paces blob GET bodies through the counting proxy (a slow WAN link), so fills last long enough to overlap. */
 	blobBytesPerSecond?: number;
+	/** A webhook endpoint the registry sends its notification events to (to compare the mirror's events with). */
+	notificationUrl?: string;
 };
 
 /** A body paced to `bytesPerSecond`, in 64 KiB steps. */
@@ -113,7 +115,7 @@ function yamlString(value: string): string {
 	return JSON.stringify(value);
 }
 
-function registryConfig(port: number, dataDir: string, tokenServer: TokenServer | undefined): string {
+function registryConfig(port: number, dataDir: string, tokenServer: TokenServer | undefined, notificationUrl?: string): string {
 	const lines = [
 		'version: 0.1',
 		'log:',
@@ -143,6 +145,10 @@ function registryConfig(port: number, dataDir: string, tokenServer: TokenServer 
 		);
 	}
 
+	if (notificationUrl !== undefined) {
+		lines.push('notifications:', '  endpoints:', '    - name: test', `      url: ${yamlString(notificationUrl)}`, '      timeout: 2s', '      threshold: 3', '      backoff: 100ms');
+	}
+
 	return `${lines.join('\n')}\n`;
 }
 
@@ -156,7 +162,7 @@ export async function startReferenceRegistry(opts: ReferenceRegistryOptions = {}
 	const dataDir = opts.dataDir ?? (await tempDir('registry-data-'));
 	const registryPort = await freePort();
 	const configPath = join(configDir, 'config.yml');
-	await writeFile(configPath, registryConfig(registryPort, dataDir, opts.tokenServer));
+	await writeFile(configPath, registryConfig(registryPort, dataDir, opts.tokenServer, opts.notificationUrl));
 
 	const directUrl = `http://127.0.0.1:${registryPort}`;
 	const requests: UpstreamRequest[] = [];
