@@ -67,7 +67,7 @@ test('webhook events match the reference registry: digest URLs that answer, addr
 	/** The event with what differs by nature (ids, times, hosts, user agents) taken out. */
 	const shape = (event: Event, base: string) => {
 		const {url, ...target} = event.target;
-		return {action: event.action, target: {...target, ...(url === undefined ? {} : {path: String(url).replace(base, '')})}, method: event.request.method, actor: event.actor};
+		return {action: event.action, target: {...target, ...(url === undefined ? {} : {path: (url as string).replace(base, '')})}, method: event.request.method, actor: event.actor};
 	};
 
 	const byKey = (a: {action: string; target: Record<string, unknown>}, b: typeof a) => JSON.stringify([a.action, a.target]).localeCompare(JSON.stringify([b.action, b.target]));
