@@ -61,7 +61,7 @@ export function describeFailure(error: unknown): string {
 	}
 
 	if (error instanceof HTTPError) {
-		const body = error.response.body;
+		const body: unknown = error.response.body;
 		try {
 			const first = (JSON.parse(Buffer.isBuffer(body) ? body.toString('utf8') : String(body)) as {errors?: Array<{code?: string; message?: string}>}).errors?.[0];
 			if (first?.message) {
