@@ -11,7 +11,7 @@ import {type MetadataStore} from '../store/metadata.js';
 import {openStores} from '../store/open.js';
 import {openCoordinator} from '../compose/registry.js';
 import {clientName} from '../service/namespaces.js';
-import {formatBytes} from '../util/format.js';
+import {formatBytes, formatDuration} from '../util/format.js';
 
 type Stores = {metadata: MetadataStore; maintenance: Maintenance; coordinator?: Coordinator};
 
@@ -60,11 +60,23 @@ export async function gc(config: Config, options: {dryRun: boolean; graceMs?: nu
 		const run = async () => maintenance.gc({dryRun: options.dryRun, graceMs: options.graceMs});
 		const report = coordinator ? (await coordinator.exclusive(run, {wait: true}))! : await run();
 		const verb = options.dryRun ? 'would remove' : 'removed';
+		for (const manifest of report.manifests) {
+			const repository = manifest.name === null ? '' : `${clientName({registry: manifest.registry ?? '', name: manifest.name}, config.namespaces)}@`;
+			process.stdout.write(`${verb} manifest ${repository}${manifest.digest} (${manifest.mediaType}, ${formatBytes(manifest.size)})\n`);
+		}
+
 		for (const blob of report.blobs) {
 			process.stdout.write(`${verb} blob ${blob.digest} (${formatBytes(blob.size)})\n`);
 		}
 
 		process.stdout.write(`${verb} ${report.manifests.length} manifests and ${report.blobs.length} blobs, ${formatBytes(report.freedBytes)}\n`);
+		const {kept} = report;
+		if (kept.manifests + kept.blobs > 0) {
+			process.stdout.write(
+				`kept ${kept.manifests} manifests and ${kept.blobs} blobs used within the grace period (--grace ${formatDuration(report.graceMs)}); they go in a later run\n`,
+			);
+		}
+
 		return 0;
 	});
 }
@@ -93,17 +105,28 @@ export async function ls(config: Config, options: {json: boolean}): Promise<numb
 	});
 }
 
+/** ` of 12.0 MiB quota`, and how far over it the cache is (a blob larger than the quota is kept). */
+function quotaText(cachedBytes: number, maxSize: number | null): string {
+	if (maxSize === null) {
+		return ' (no quota)';
+	}
+
+	return ` of ${formatBytes(maxSize)} quota${cachedBytes > maxSize ? ` (over by ${formatBytes(cachedBytes - maxSize)})` : ''}`;
+}
+
 export async function stats(config: Config, options: {json: boolean}): Promise<number> {
 	return withStores(config, async ({metadata}) => {
 		const repos = await metadata.describeRepositories();
+		const cachedBytes = await metadata.cachedBytes();
 		const summary = {
 			repositories: repos.length,
 			cachedRepositories: repos.filter(repo => repo.registry !== '').length,
 			pushedRepositories: repos.filter(repo => repo.registry === '').length,
 			blobs: (await metadata.allBlobDigests()).length,
-			cachedBytes: await metadata.cachedBytes(),
+			cachedBytes,
 			pushedBytes: await metadata.pushedBytes(),
 			maxSize: config.storage.maxSize ?? null,
+			overQuota: config.storage.maxSize !== undefined && cachedBytes > config.storage.maxSize,
 		};
 		if (options.json) {
 			process.stdout.write(`${JSON.stringify(summary, null, 2)}\n`);
@@ -114,7 +137,7 @@ export async function stats(config: Config, options: {json: boolean}): Promise<n
 			[
 				`repositories  ${summary.repositories} (${summary.cachedRepositories} cached, ${summary.pushedRepositories} pushed)`,
 				`blobs         ${summary.blobs}`,
-				`cached        ${formatBytes(summary.cachedBytes)}${summary.maxSize === null ? ' (no quota)' : ` of ${formatBytes(summary.maxSize)} quota`}`,
+				`cached        ${formatBytes(summary.cachedBytes)}${quotaText(summary.cachedBytes, summary.maxSize)}`,
 				`pushed        ${formatBytes(summary.pushedBytes)}`,
 			].join('\n') + '\n',
 		);

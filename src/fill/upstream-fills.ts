@@ -14,7 +14,7 @@ import {type BlobOutcome, type BlobRequest, type BlobResult, type BlobSource} fr
 import {type StoredBlobs} from './stored.js';
 
 /** Room under the storage quota: made before a fill writes, trimmed after it landed. */
-export type Quota = {reserve(size: number): Promise<void>; settle(): void};
+export type Quota = {reserve(size: number, digest?: string): Promise<void>; settle(): void};
 
 export type UpstreamFillsDeps = {
 	content: FillStore;
@@ -98,7 +98,7 @@ export class UpstreamFills implements BlobSource {
 			},
 			{
 				origin: repo.registry,
-				reserve: quota ? async size => quota.reserve(size) : undefined,
+				reserve: quota ? async size => quota.reserve(size, digest.value) : undefined,
 				onChunk: onFetched ? bytes => onFetched(repo.registry, bytes) : undefined,
 				onResume: (from, error) => this.deps.onResume?.(repo.registry, digest, from, error),
 			},

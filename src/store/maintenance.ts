@@ -10,11 +10,11 @@ import {type Digest, parseDigest} from '../v2/grammar.js';
 import {type AccessRecorder} from './access.js';
 import {type BlobContent} from './blob-store.js';
 import {hashOf} from './hashing.js';
-import {type Housekeeping, type ReadIndex} from './metadata.js';
+import {type GarbageReport, type Housekeeping, type ReadIndex} from './metadata.js';
 
 export const GC_GRACE_MS = 60 * 60 * 1000;
 
-export type GcReport = {manifests: string[]; blobs: Array<{digest: string; size: number}>; freedBytes: number; dryRun: boolean};
+export type GcReport = GarbageReport & {freedBytes: number; dryRun: boolean; graceMs: number};
 export type VerifyReport = {checked: number; bad: Array<{digest: string; actual: string}>; missing: string[]; orphans: string[]; removed: boolean};
 
 export class Maintenance {
@@ -85,14 +85,14 @@ export class Maintenance {
 
 	async gc(options: {dryRun: boolean; graceMs?: number}): Promise<GcReport> {
 		await this.access?.flush();
-		const before = this.now() - (options.graceMs ?? GC_GRACE_MS);
-		const {manifests, blobs} = await this.metadata.collectGarbage(before, !options.dryRun);
+		const graceMs = options.graceMs ?? GC_GRACE_MS;
+		const garbage = await this.metadata.collectGarbage(this.now() - graceMs, !options.dryRun);
 		if (!options.dryRun) {
-			await this.#removeFiles(blobs.map(blob => blob.digest));
+			await this.#removeFiles(garbage.blobs.map(blob => blob.digest));
 		}
 
-		const freedBytes = blobs.reduce((sum, blob) => sum + blob.size, 0);
-		return {manifests, blobs, freedBytes, dryRun: options.dryRun};
+		const freedBytes = garbage.blobs.reduce((sum, blob) => sum + blob.size, 0);
+		return {...garbage, freedBytes, dryRun: options.dryRun, graceMs};
 	}
 
 	/** Rehashes every blob; reports (and with `remove`, deletes) what does not match. */

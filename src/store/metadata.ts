@@ -18,6 +18,16 @@ export const LOCAL_REGISTRY = '';
 
 export type RepoKey = {registry: string; name: string};
 
+/** A manifest GC takes, with the repository that last held it when that can still be told. */
+export type GarbageManifest = {digest: string; mediaType: string; size: number; registry: string | null; name: string | null};
+
+/** What a GC run takes, and what the grace period kept back (touched since `before`). */
+export type GarbageReport = {
+	manifests: GarbageManifest[];
+	blobs: Array<{digest: string; size: number}>;
+	kept: {manifests: number; blobs: number};
+};
+
 export type TagRecord = {digest: string; fetchedAt: number; checkedAt: number};
 
 export type ManifestRecord = {digest: string; mediaType: string; content: Buffer};
@@ -125,7 +135,7 @@ export interface Housekeeping {
 	 * manifest references, both untouched since `before`. With `apply` the
 	 * rows are deleted; the caller removes the blob files.
 	 */
-	collectGarbage(before: number, apply: boolean): Promise<{manifests: string[]; blobs: Array<{digest: string; size: number}>}>;
+	collectGarbage(before: number, apply: boolean): Promise<GarbageReport>;
 	deleteBlobRecords(digests: readonly string[]): Promise<void>;
 	/** Repositories with their tags, for listings. */
 	describeRepositories(): Promise<Array<RepoKey & {tags: Array<{tag: string; digest: string; fetchedAt: number}>; bytes: number; lastAccess: number}>>;

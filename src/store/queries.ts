@@ -58,12 +58,33 @@ export const SQL = {
 	unreferencedCachedBlobs: `SELECT digest, size FROM blobs b WHERE pushed = 0 AND last_access < ?
 		AND NOT EXISTS (SELECT 1 FROM manifest_references r WHERE r.reference_digest = b.digest)
 		ORDER BY last_access`,
-	unlinkedManifests: `SELECT digest FROM manifests m WHERE last_access < ?
-		AND NOT EXISTS (SELECT 1 FROM repository_manifests l WHERE l.digest = m.digest)`,
+	/**
+	 * Manifests no repository links. Their repository link is gone, so the one
+	 * named is the one that links most of their blobs (where they were pushed or pulled).
+	 */
+	unlinkedManifests: `SELECT m.digest, m.media_type AS "mediaType", m.size,
+		(SELECT r.registry FROM manifest_references x JOIN repository_blobs l ON l.digest = x.reference_digest
+			JOIN repositories r ON r.id = l.repository_id WHERE x.manifest_digest = m.digest
+			GROUP BY r.id, r.registry, r.name ORDER BY COUNT(*) DESC, r.registry, r.name LIMIT 1) AS registry,
+		(SELECT r.name FROM manifest_references x JOIN repository_blobs l ON l.digest = x.reference_digest
+			JOIN repositories r ON r.id = l.repository_id WHERE x.manifest_digest = m.digest
+			GROUP BY r.id, r.registry, r.name ORDER BY COUNT(*) DESC, r.registry, r.name LIMIT 1) AS name
+		FROM manifests m WHERE last_access < ?
+		AND NOT EXISTS (SELECT 1 FROM repository_manifests l WHERE l.digest = m.digest)
+		ORDER BY m.digest`,
 	unreachableBlobs: `SELECT digest, size FROM blobs b WHERE last_access < ?
 		AND NOT EXISTS (
 			SELECT 1 FROM manifest_references r JOIN repository_manifests l ON l.digest = r.manifest_digest
-			WHERE r.reference_digest = b.digest)`,
+			WHERE r.reference_digest = b.digest)
+		ORDER BY digest`,
+	/** What GC would take but for the grace period: unlinked manifests and unreachable blobs touched since `?`. */
+	graceKept: `SELECT
+		(SELECT COUNT(*) FROM manifests m WHERE last_access >= ?
+			AND NOT EXISTS (SELECT 1 FROM repository_manifests l WHERE l.digest = m.digest)) AS manifests,
+		(SELECT COUNT(*) FROM blobs b WHERE last_access >= ?
+			AND NOT EXISTS (
+				SELECT 1 FROM manifest_references r JOIN repository_manifests l ON l.digest = r.manifest_digest
+				WHERE r.reference_digest = b.digest)) AS blobs`,
 } as const;
 
 /** The parameters of SQL.putReferrer, in order. */

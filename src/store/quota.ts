@@ -6,6 +6,7 @@
  */
 import {type Logger} from '../util/log.js';
 import {type Maintenance} from './maintenance.js';
+import {formatBytes} from '../util/format.js';
 
 /** Runs a task alone across every process sharing the store, or skips it (undefined) when another runs one. */
 export type Exclusive = <T>(task: () => Promise<T>) => Promise<T | undefined>;
@@ -15,12 +16,25 @@ export const alone: Exclusive = async task => task();
 
 export class Quota {
 	constructor(
-		private readonly maintenance: Pick<Maintenance, 'enforceQuota'>,
+		private readonly maintenance: Pick<Maintenance, 'enforceQuota' | 'maxSize'>,
 		private readonly exclusive: Exclusive,
 		private readonly log: Logger,
 	) {}
 
-	async reserve(size: number): Promise<void> {
+	/**
+	 * A blob larger than the whole quota is still served and kept (a pull must
+	 * not fail for it): the cache then stays over the quota until the next fill
+	 * evicts it. That is logged, once per fill.
+	 */
+	async reserve(size: number, digest?: string): Promise<void> {
+		const {maxSize} = this.maintenance;
+		if (maxSize !== undefined && size > maxSize) {
+			this.log.warn(
+				{digest, size, maxSize, sizeText: formatBytes(size), maxSizeText: formatBytes(maxSize)},
+				'blob larger than storage.max_size: served and kept, the cache is over its quota until the next fill evicts it',
+			);
+		}
+
 		await this.exclusive(async () => this.maintenance.enforceQuota(size));
 	}
 

@@ -135,7 +135,8 @@ const sortBlobs = (blobs: Array<{digest: string; size: number}>) => [...blobs].s
 test('gc dry run reports what a run would collect and changes nothing', async t => {
 	const h = await gcFixture(t);
 	const report = await maintenance(h, undefined, undefined, 1000 + GC_GRACE_MS + 1).gc({dryRun: true});
-	t.deepEqual(report.manifests, [h.unlinked.manifest]);
+	t.deepEqual(report.manifests.map(manifest => manifest.digest), [h.unlinked.manifest]);
+	t.deepEqual(report.kept, {manifests: 0, blobs: 0});
 	t.deepEqual(sortBlobs(report.blobs), sortBlobs([{digest: h.unlinked.blobs[0]!.value, size: 200}, {digest: h.loose.value, size: 300}]));
 	t.is(report.freedBytes, 500);
 	t.true(report.dryRun);
@@ -149,7 +150,7 @@ test('gc applied deletes the rows and files it reports; live images and what the
 	const h = await gcFixture(t);
 	const gc = maintenance(h, undefined, undefined, 1000 + GC_GRACE_MS + 1);
 	const report = await gc.gc({dryRun: false});
-	t.deepEqual(report.manifests, [h.unlinked.manifest]);
+	t.deepEqual(report.manifests.map(manifest => manifest.digest), [h.unlinked.manifest]);
 	t.is(report.freedBytes, 500);
 	t.false(report.dryRun);
 
@@ -158,12 +159,19 @@ test('gc applied deletes the rows and files it reports; live images and what the
 	t.deepEqual(await present(h, h.loose), [false, false]);
 	t.truthy(await h.metadata.getManifest(h.live.manifest));
 	t.deepEqual(await present(h, h.live.blobs[0]!), [true, true]);
-	t.deepEqual(await gc.gc({dryRun: false}), {manifests: [], blobs: [], freedBytes: 0, dryRun: false});
+	t.deepEqual(await gc.gc({dryRun: false}), {manifests: [], blobs: [], kept: {manifests: 0, blobs: 0}, freedBytes: 0, dryRun: false, graceMs: GC_GRACE_MS});
 });
 
 test('gc spares what was used within the grace period', async t => {
 	const h = await gcFixture(t);
-	t.deepEqual(await maintenance(h, undefined, undefined, 1000 + GC_GRACE_MS).gc({dryRun: false}), {manifests: [], blobs: [], freedBytes: 0, dryRun: false});
+	t.deepEqual(await maintenance(h, undefined, undefined, 1000 + GC_GRACE_MS).gc({dryRun: false}), {
+		manifests: [],
+		blobs: [],
+		kept: {manifests: 1, blobs: 2},
+		freedBytes: 0,
+		dryRun: false,
+		graceMs: GC_GRACE_MS,
+	});
 	t.is((await maintenance(h, undefined, undefined, 1000 + 5001).gc({dryRun: true, graceMs: 5000})).freedBytes, 500);
 	t.deepEqual(await present(h, h.loose), [true, true]);
 });

@@ -1,4 +1,4 @@
-import {type Housekeeping, type RepoKey} from '../metadata.js';
+import {type GarbageManifest, type Housekeeping, type RepoKey} from '../metadata.js';
 import {SQL} from '../queries.js';
 import {type PostgresDb, type Queryable} from './db.js';
 
@@ -81,15 +81,10 @@ export function housekeeping(db: PostgresDb): Housekeeping {
 
 		async collectGarbage(before, apply) {
 			const run = async (client: Queryable) => {
-				const manifests = (
-					await db.rows<{digest: string}>(
-						SQL.unlinkedManifests,
-						[before],
-						client,
-					)
-				).map(row => row.digest);
+				const manifests = await db.rows<GarbageManifest>(SQL.unlinkedManifests, [before], client);
+				const [kept] = await db.rows<{manifests: number; blobs: number}>(SQL.graceKept, [before, before], client);
 				if (apply && manifests.length > 0) {
-					await db.run('DELETE FROM manifests WHERE digest = ANY(?::text[])', [manifests], client);
+					await db.run('DELETE FROM manifests WHERE digest = ANY(?::text[])', [manifests.map(manifest => manifest.digest)], client);
 				}
 
 				const blobs = await db.rows<{digest: string; size: number}>(
@@ -101,7 +96,7 @@ export function housekeeping(db: PostgresDb): Housekeeping {
 					await db.run('DELETE FROM blobs WHERE digest = ANY(?::text[])', [blobs.map(blob => blob.digest)], client);
 				}
 
-				return {manifests, blobs};
+				return {manifests, blobs, kept: {manifests: kept?.manifests ?? 0, blobs: kept?.blobs ?? 0}};
 			};
 
 			return apply ? db.transaction(run) : run(db.pool);

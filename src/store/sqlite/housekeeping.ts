@@ -1,4 +1,4 @@
-import {type Housekeeping, type RepoKey} from '../metadata.js';
+import {type GarbageManifest, type Housekeeping, type RepoKey} from '../metadata.js';
 import {SQL} from '../queries.js';
 import {type SqliteDb} from './db.js';
 
@@ -72,11 +72,10 @@ export function housekeeping(db: SqliteDb): Housekeeping {
 		async collectGarbage(before, apply) {
 			const run = () => {
 				// Mark: manifests some repository links are live, and so is everything they reference.
-				const manifests = (
-					db.statement(SQL.unlinkedManifests).all(before) as Array<{digest: string}>
-				).map(row => row.digest);
+				const manifests = db.statement(SQL.unlinkedManifests).all(before) as GarbageManifest[];
+				const kept = db.statement(SQL.graceKept).get(before, before) as {manifests: number; blobs: number};
 				if (apply) {
-					for (const digest of manifests) {
+					for (const {digest} of manifests) {
 						db.statement('DELETE FROM manifests WHERE digest = ?').run(digest);
 					}
 				}
@@ -88,7 +87,7 @@ export function housekeeping(db: SqliteDb): Housekeeping {
 					}
 				}
 
-				return {manifests, blobs};
+				return {manifests, blobs, kept};
 			};
 
 			return apply ? db.transaction(run).immediate() : run();
