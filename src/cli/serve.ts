@@ -7,7 +7,7 @@
  * starts a new worker when one dies.
  */
 import cluster, {type Worker} from 'node:cluster';
-import {randomBytes} from 'node:crypto';
+import {randomBytes, randomUUID} from 'node:crypto';
 import {type Server} from 'node:http';
 import client from 'prom-client';
 import {loadHtpasswd, openRegistry, sweepLeftovers, type Registry} from '../compose/registry.js';
@@ -21,6 +21,8 @@ import {openStores} from '../store/open.js';
 
 /** The cluster key of one machine's workers, handed to them by the primary. */
 const WORKER_KEY_ENV = 'MIRROR_WORKER_CLUSTER_KEY';
+/** One instance id for every worker, so webhook events name one source (`source.instanceID`). */
+const INSTANCE_ID_ENV = 'MIRROR_WORKER_INSTANCE_ID';
 /** How long in-flight responses get to finish on SIGTERM before their connections are cut. */
 const DRAIN_MS = 10_000;
 
@@ -105,7 +107,7 @@ async function serveAlone(config: Config, log: Logger): Promise<void> {
 async function serveWorker(config: Config, log: Logger): Promise<void> {
 	const clusterKey = process.env[WORKER_KEY_ENV] ?? '';
 	const primary = new PrimaryLink({send: message => process.send?.(message), on: (event, listener) => process.on(event, listener)});
-	const registry = await openRegistry(config, log, {worker: {primary, clusterKey}});
+	const registry = await openRegistry(config, log, {worker: {primary, clusterKey}, instanceId: process.env[INSTANCE_ID_ENV]});
 	const app = createApp(registry);
 	const server = createServer(app, config);
 	// Its own port for the other workers (and replicas) to read its fills in progress: the shared one lands on any worker.
@@ -142,7 +144,7 @@ async function servePrimary(config: Config, log: Logger): Promise<void> {
 
 	const aggregator = new client.AggregatorRegistry();
 	const locks = new LockTable({metrics: async () => aggregator.clusterMetrics()});
-	const env = {[WORKER_KEY_ENV]: randomBytes(32).toString('hex')};
+	const env = {[WORKER_KEY_ENV]: randomBytes(32).toString('hex'), [INSTANCE_ID_ENV]: randomUUID()};
 	let stopping = false;
 	let listening = 0;
 

@@ -109,6 +109,8 @@ export type RegistryOptions = {
 	 * the scratch space before starting them.
 	 */
 	worker?: {primary: PrimaryLink; clusterKey: string};
+	/** The id webhook events give as their source's (the same in every worker); default: a new one. */
+	instanceId?: string;
 };
 
 export async function openRegistry(config: Config, log: Logger, options: RegistryOptions = {}): Promise<Registry> {
@@ -195,7 +197,7 @@ export async function openRegistry(config: Config, log: Logger, options: Registr
 		htpasswd,
 		maintenance,
 		metrics,
-		notifier: new Notifier(config.notifications, log),
+		notifier: new Notifier(config.notifications, log, options.instanceId),
 		coordinator,
 		cluster,
 		checks,

@@ -106,10 +106,11 @@ class Endpoint {
 
 export class Notifier {
 	readonly #endpoints: Endpoint[];
-	readonly #instanceID = randomUUID();
+	readonly #instanceID: string;
 
-	constructor(endpoints: EndpointConfig[], log: Logger) {
+	constructor(endpoints: EndpointConfig[], log: Logger, instanceID: string = randomUUID()) {
 		this.#endpoints = endpoints.map(config => new Endpoint(config, log));
+		this.#instanceID = instanceID;
 	}
 
 	get enabled(): boolean {
