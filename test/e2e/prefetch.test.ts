@@ -63,8 +63,10 @@ test('prefetch against a TLS mirror with a private CA: works with NODE_EXTRA_CA_
 			upstreams: {'docker.io': {url: upstream.url}},
 			namespaces: [{prefix: '', upstream: 'docker.io'}],
 			tls: {cert: ca.certPath, key: ca.keyPath},
+			workers: 1, // the client's trust is the subject here, not the workers
 		},
 		ca: ca.caCert,
+		timeoutMs: 90_000,
 	});
 	t.teardown(async () => mirror.stop());
 	upstream.resetCounts();
