@@ -6,6 +6,7 @@
 import {Command, Option} from 'commander';
 import {ConfigError, loadConfig, type Config} from './config/load.js';
 import {gc, ls, stats, verify} from './cli/offline.js';
+import {healthcheck} from './cli/healthcheck.js';
 import {prefetch} from './cli/prefetch.js';
 import {serve} from './cli/serve.js';
 import {parseDuration} from './config/units.js';
@@ -72,6 +73,14 @@ program
 	.option('--json', 'print JSON', false)
 	.action(async (options: {config?: string; json: boolean}) => {
 		process.exitCode = await stats(config(options), options);
+	});
+
+program
+	.command('healthcheck')
+	.description('exit 0 when the mirror at the configured listen address answers /healthz (for container health checks)')
+	.addOption(configOption())
+	.action(async (options: {config?: string}) => {
+		process.exitCode = await healthcheck(config(options));
 	});
 
 program

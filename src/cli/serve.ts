@@ -23,11 +23,16 @@ import {openStores} from '../store/open.js';
 const WORKER_KEY_ENV = 'MIRROR_WORKER_CLUSTER_KEY';
 /** One instance id for every worker, so webhook events name one source (`source.instanceID`). */
 const INSTANCE_ID_ENV = 'MIRROR_WORKER_INSTANCE_ID';
-/** How long in-flight responses get to finish on SIGTERM before their connections are cut. */
-const DRAIN_MS = 10_000;
+/**
+ * How long in-flight responses and fills get on SIGTERM. Below the 10 s that
+ * `docker stop` and systemd (TimeoutStopSec in deploy/systemd) give before
+ * SIGKILL, so the mirror always exits by itself: what still runs then is cut,
+ * and an unfinished fill leaves only a temp file, swept at the next start.
+ */
+const DRAIN_MS = 8000;
 
 export async function serve(config: Config): Promise<void> {
-	const log = createLogger(process.env['LOG_LEVEL'] ?? config.logLevel);
+	const log = createLogger(process.env['LOG_LEVEL'] ?? config.logLevel, config.logFormat);
 	if (cluster.isWorker) {
 		await serveWorker(config, log.child({worker: cluster.worker!.id}));
 	} else if (config.workers > 1) {
@@ -66,20 +71,32 @@ function drainOnSignals(servers: Server[], registry: Registry, log: Logger): voi
 		}
 
 		stopping = true;
-		log.info({signal}, 'shutting down: draining requests and fills');
+		log.info({signal, grace_ms: DRAIN_MS}, 'shutting down: draining requests and fills');
 		for (const server of servers) {
 			server.close();
 			server.closeIdleConnections();
 		}
 
+		const exit = (code: number) => {
+			log.flush();
+			process.exit(code);
+		};
+
+		// Past the grace period: cut the connections left and exit without waiting for the
+		// fills (registry.close() waits for them); they have written only temp files.
 		setTimeout(() => {
 			for (const server of servers) {
 				server.closeAllConnections();
 			}
+
+			log.warn('shutdown: grace period over, cutting the responses and fills still running');
+			exit(0);
 		}, DRAIN_MS).unref();
-		void registry.close().finally(() => {
-			log.flush();
-			process.exit(0);
+		registry.close().then(() => {
+			exit(0);
+		}, (error: unknown) => {
+			log.error({err: error}, 'shutdown: closing the stores failed');
+			exit(1);
 		});
 	};
 
@@ -200,7 +217,7 @@ async function servePrimary(config: Config, log: Logger): Promise<void> {
 			for (const worker of Object.values(cluster.workers ?? {})) {
 				worker?.process.kill('SIGKILL');
 			}
-		}, DRAIN_MS + 5000).unref();
+		}, DRAIN_MS + 1000).unref();
 	};
 
 	process.on('SIGTERM', () => {

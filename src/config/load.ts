@@ -3,7 +3,11 @@ import {availableParallelism} from 'node:os';
 import path from 'node:path';
 import {parse as parseYaml, YAMLParseError} from 'yaml';
 import {type z} from 'zod';
+import {applyOverrides, environmentOverrides, type Environment, type Override} from './env.js';
+import {ConfigError} from './errors.js';
 import {configSchema} from './schema.js';
+
+export {type Environment} from './env.js';
 
 export type UpstreamConfig = {
 	name: string;
@@ -50,6 +54,8 @@ export type Config = {
 	/** Worker processes (`workers`, auto: one per core). */
 	workers: number;
 	memoryCache: {maxBytes: number; maxItemBytes: number};
+	/** `text`: one readable line per event; `json`: JSON lines; `auto`: text on a terminal, JSON otherwise. */
+	logFormat: 'auto' | 'text' | 'json';
 	upstreams: Map<string, UpstreamConfig>;
 	namespaces: NamespaceRule[];
 	notifications: EndpointConfig[];
@@ -68,11 +74,7 @@ export type EndpointConfig = {
 	events: EventAction[];
 };
 
-/** One line, naming the key: what a person sees when start-up fails. */
-export class ConfigError extends Error {
-	override name = 'ConfigError';
-	readonly code = 'ERR_CONFIG';
-}
+export {ConfigError} from './errors.js';
 
 function keyPath(segments: ReadonlyArray<PropertyKey>): string {
 	return segments.map(String).join('.') || '(top level)';
@@ -83,8 +85,14 @@ function oneLine(text: string): string {
 	return text.replace(/\s*\n\s*/g, ' ').trim();
 }
 
-function describe(issue: z.core.$ZodIssue): string {
-	return oneLine(describeIssue(issue));
+/** The issue in one line; a value that came from the environment is named by its variable. */
+function describe(issue: z.core.$ZodIssue, overrides: readonly Override[]): string {
+	const line = oneLine(describeIssue(issue));
+	const key = issue.path.map(String);
+	// The variable set this key, or one inside it (a check across an upstream's username and password).
+	const covers = (override: Override, length: number) => length > 0 && override.key.slice(0, length).every((segment, index) => key[index] === segment);
+	const from = overrides.find(override => covers(override, override.key.length)) ?? overrides.find(override => covers(override, key.length));
+	return from ? line.replace(/^config: ([^:]+):/, `config: ${from.variable} ($1):`) : line;
 }
 
 function describeIssue(issue: z.core.$ZodIssue): string {
@@ -104,15 +112,24 @@ function describeIssue(issue: z.core.$ZodIssue): string {
 	return `config: ${keyPath(issue.path)}: ${issue.message}`;
 }
 
+function isRecord(value: unknown): value is Record<string, unknown> {
+	return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
+
 function isDockerHub(name: string, url: string): boolean {
 	return name === 'docker.io' || /(^|\.)docker\.io$/.test(new URL(url).hostname);
 }
 
-/** Validates an already-parsed document; paths are resolved against `baseDir`. */
-export function parseConfig(document: unknown, baseDir: string): Config {
-	const result = configSchema.safeParse(document ?? {}, {reportInput: true});
+/**
+ * Validates an already-parsed document; paths are resolved against `baseDir`.
+ * MIRROR_* variables in `env` win over the document's keys (config/env.ts).
+ */
+export function parseConfig(document: unknown, baseDir: string, env: Environment = {}): Config {
+	const upstreamNames = isRecord(document) && isRecord(document['upstreams']) ? Object.keys(document['upstreams']) : [];
+	const overrides = environmentOverrides(env, upstreamNames);
+	const result = configSchema.safeParse(applyOverrides(document, overrides) ?? {}, {reportInput: true});
 	if (!result.success) {
-		throw new ConfigError(describe(result.error.issues[0]!));
+		throw new ConfigError(describe(result.error.issues[0]!, overrides));
 	}
 
 	const raw = result.data;
@@ -142,6 +159,7 @@ export function parseConfig(document: unknown, baseDir: string): Config {
 		logLevel: raw.log.level,
 		workers: raw.workers === 'auto' ? availableParallelism() : raw.workers,
 		memoryCache: {maxBytes: raw.memory_cache.max_size, maxItemBytes: raw.memory_cache.max_item_size},
+		logFormat: raw.log.format,
 		upstreams,
 		namespaces: raw.namespaces,
 		notifications: raw.notifications.endpoints.map((entry, index) => ({
@@ -189,7 +207,7 @@ export function parseConfig(document: unknown, baseDir: string): Config {
 	return config;
 }
 
-export function parseConfigText(text: string, baseDir: string, fileName = 'config'): Config {
+export function parseConfigText(text: string, baseDir: string, fileName = 'config', env: Environment = {}): Config {
 	let document: unknown;
 	try {
 		document = parseYaml(text, {prettyErrors: false});
@@ -203,10 +221,11 @@ export function parseConfigText(text: string, baseDir: string, fileName = 'confi
 		throw error;
 	}
 
-	return parseConfig(document, baseDir);
+	return parseConfig(document, baseDir, env);
 }
 
-export function loadConfig(file: string): Config {
+/** Reads and validates `file`; MIRROR_* variables in `env` (default: the process's) win over its keys. */
+export function loadConfig(file: string, env: Environment = process.env): Config {
 	const absolute = path.resolve(file);
 	let text: string;
 	try {
@@ -216,5 +235,5 @@ export function loadConfig(file: string): Config {
 		throw new ConfigError(`config: ${absolute}: ${code === 'ENOENT' ? 'file not found' : `cannot read (${code})`}`);
 	}
 
-	return parseConfigText(text, path.dirname(absolute), absolute);
+	return parseConfigText(text, path.dirname(absolute), absolute, env);
 }

@@ -152,8 +152,11 @@ export const configSchema = z
 			.strictObject({max_size: size.default(64 * 1024 * 1024), max_item_size: size.default(256 * 1024)})
 			.default({max_size: 64 * 1024 * 1024, max_item_size: 256 * 1024}),
 		log: z
-			.strictObject({level: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'silent']).default('info')})
-			.default({level: 'info'}),
+			.strictObject({
+				level: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'silent']).default('info'),
+				format: z.enum(['auto', 'text', 'json']).default('auto'),
+			})
+			.default({level: 'info', format: 'auto'}),
 		notifications: z.strictObject({endpoints: z.array(endpoint).default([])}).default({endpoints: []}),
 		upstreams: z.record(z.string().regex(/^[A-Za-z0-9.-]+(?::\d+)?$/, 'not a registry host name'), upstream).default({}),
 		namespaces: z.array(namespace).default([]),
