@@ -1,5 +1,5 @@
 import path from 'node:path';
-import test from 'ava';
+import test, {type ExecutionContext} from 'ava';
 import {ConfigError, parseConfig, parseConfigText} from '../../src/config/load.js';
 import {upstreamVariablePart} from '../../src/config/env.js';
 
@@ -12,7 +12,7 @@ const FILE = {
 	namespaces: [{prefix: '', upstream: 'docker.io'}],
 };
 
-function startupError(t: import('ava').ExecutionContext, run: () => unknown): string {
+function startupError(t: ExecutionContext, run: () => unknown): string {
 	const error = t.throws(run, {instanceOf: ConfigError});
 	t.false(error?.message.includes('\n') ?? true);
 	return error?.message ?? '';

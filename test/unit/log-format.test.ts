@@ -19,7 +19,7 @@ test('text: one readable line per request with method, path, status, size, time 
 	createLogger('info', 'text', stream).info(REQUEST, 'request');
 	const lines = text().split('\n');
 	t.is(lines.length, 2, 'one line and its newline');
-	t.regex(lines[0]!, /^\d\d:\d\d:\d\d\.\d{3} INFO  GET \/v2\/library\/alpine\/blobs\/sha256:abc 200 3\.1 MiB 12 ms id=req-1f2e user=alice$/);
+	t.regex(lines[0]!, /^\d\d:\d\d:\d\d\.\d{3} INFO {2}GET \/v2\/library\/alpine\/blobs\/sha256:abc 200 3\.1 MiB 12 ms id=req-1f2e user=alice$/);
 });
 
 test('text: other events show the message, then key=value; a cut response says so', t => {
@@ -28,8 +28,8 @@ test('text: other events show the message, then key=value; a cut response says s
 	log.warn({upstream: 'docker.io', reason: 'connect ECONNREFUSED 127.0.0.1:1'}, 'serving stale tag');
 	log.info({...REQUEST, complete: false, bytes: undefined, user: undefined}, 'request');
 	const [warn, request] = text().trimEnd().split('\n');
-	t.regex(warn!, / WARN  serving stale tag upstream=docker\.io reason="connect ECONNREFUSED 127\.0\.0\.1:1"$/);
-	t.regex(request!, / INFO  GET \/v2\/library\/alpine\/blobs\/sha256:abc 200 - 12 ms id=req-1f2e complete=false$/);
+	t.regex(warn!, / WARN {2}serving stale tag upstream=docker\.io reason="connect ECONNREFUSED 127\.0\.0\.1:1"$/);
+	t.regex(request!, / INFO {2}GET \/v2\/library\/alpine\/blobs\/sha256:abc 200 - 12 ms id=req-1f2e complete=false$/);
 });
 
 test('text: an error shows its message on the line and its stack below', t => {
@@ -50,7 +50,7 @@ test('json: one JSON object per line with the request id', t => {
 test('auto: text on a terminal, JSON otherwise', t => {
 	const terminal = capture(true);
 	createLogger('info', 'auto', terminal.stream).info(REQUEST, 'request');
-	t.regex(terminal.text(), / INFO  GET .* id=req-1f2e/);
+	t.regex(terminal.text(), / INFO {2}GET .* id=req-1f2e/);
 	const pipe = capture(false);
 	createLogger('info', 'auto', pipe.stream).info(REQUEST, 'request');
 	t.is((JSON.parse(pipe.text()) as {id: string}).id, 'req-1f2e');
