@@ -3,7 +3,8 @@
 # the reference registry (upstream), skopeo, the Docker engine, containerd (ctr)
 # and podman (clients), nginx (reverse proxy), openssl (test certificates),
 # chromium (the dashboard test), a single-node Ceph (monitor, OSD, radosgw: the
-# S3 blob store) and PostgreSQL 15 (shared metadata).
+# S3 blob store), PostgreSQL 15 (shared metadata), mmdebstrap (the container
+# image test's base images) and systemd (systemd-analyze verify of the unit).
 set -euo pipefail
 
 missing=()
@@ -16,6 +17,8 @@ command -v podman >/dev/null 2>&1 || missing+=(podman)
 command -v nginx >/dev/null 2>&1 || missing+=(nginx-light)
 command -v chromium >/dev/null 2>&1 || missing+=(chromium)
 [[ -x /usr/lib/postgresql/15/bin/postgres ]] || missing+=(postgresql-15)
+command -v mmdebstrap >/dev/null 2>&1 || missing+=(mmdebstrap)
+command -v systemd-analyze >/dev/null 2>&1 || missing+=(systemd)
 
 # Ceph without its recommends (they pull in the whole manager and dashboard stack).
 ceph=()
