@@ -11,6 +11,7 @@
  * arguments: a later run (or the second image of this one) reuses them.
  */
 import {createHash} from 'node:crypto';
+import {existsSync} from 'node:fs';
 import {cp, mkdir, rename, rm, stat, writeFile} from 'node:fs/promises';
 import {tmpdir} from 'node:os';
 import path from 'node:path';
@@ -71,9 +72,18 @@ export async function nodeBaseImage(docker: Docker, tarball: string, tag: string
 		const prefix = path.dirname(path.dirname(process.execPath));
 		await mkdir(path.join(context, 'usr/local/bin'), {recursive: true});
 		await cp(process.execPath, path.join(context, 'usr/local/bin/node'));
+		// The build stage's npm reaches the npm registry the way this machine does: where this
+		// machine trusts an extra CA (an intercepting proxy's), the build base trusts it too, as a
+		// company's own base image would.
+		const extraCa = process.env['NODE_EXTRA_CA_CERTS'];
+		const trustExtraCa = buildTools && extraCa !== undefined && existsSync(extraCa);
 		if (buildTools) {
 			await cp(path.join(prefix, 'include/node'), path.join(context, 'usr/local/include/node'), {recursive: true});
 			await cp(path.join(prefix, 'lib/node_modules/npm'), path.join(context, 'usr/local/lib/node_modules/npm'), {recursive: true});
+			if (trustExtraCa) {
+				await mkdir(path.join(context, 'usr/local/share/ca-certificates'), {recursive: true});
+				await cp(extraCa, path.join(context, 'usr/local/share/ca-certificates/build-host-ca-bundle.crt'));
+			}
 		}
 
 		await writeFile(path.join(context, 'Dockerfile'), [
@@ -83,6 +93,7 @@ export async function nodeBaseImage(docker: Docker, tarball: string, tag: string
 			buildTools
 				? 'RUN ln -s ../lib/node_modules/npm/bin/npm-cli.js /usr/local/bin/npm && ln -s ../lib/node_modules/npm/bin/npx-cli.js /usr/local/bin/npx && node --version && npm --version'
 				: 'RUN node --version',
+			...(trustExtraCa ? ['ENV NODE_EXTRA_CA_CERTS=/usr/local/share/ca-certificates/build-host-ca-bundle.crt'] : []),
 			'CMD ["node"]',
 			'',
 		].join('\n'));
