@@ -8,6 +8,7 @@ import {ConfigError, loadConfig, type Config} from './config/load.js';
 import {gc, ls, stats, verify} from './cli/offline.js';
 import {healthcheck} from './cli/healthcheck.js';
 import {prefetch} from './cli/prefetch.js';
+import {purge} from './cli/purge.js';
 import {serve} from './cli/serve.js';
 import {parseDuration} from './config/units.js';
 
@@ -73,6 +74,16 @@ program
 	.option('--json', 'print JSON', false)
 	.action(async (options: {config?: string; json: boolean}) => {
 		process.exitCode = await stats(config(options), options);
+	});
+
+program
+	.command('purge')
+	.description('forget a cached repository or tag so the next pull fetches it from the upstream again (pushed repositories are refused)')
+	.argument('<name[:tag]>', 'as a client names it: nginx, library/nginx:1.27, ghcr.io/org/tool:1')
+	.addOption(configOption())
+	.option('--json', 'print JSON', false)
+	.action(async (reference: string, options: {config?: string; json: boolean}) => {
+		process.exitCode = await purge(config(options), reference, options);
 	});
 
 program

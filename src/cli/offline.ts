@@ -16,7 +16,7 @@ import {formatBytes, formatDuration} from '../util/format.js';
 type Stores = {metadata: MetadataStore; maintenance: Maintenance; coordinator?: Coordinator};
 
 /** Opens the stores of `config`, runs `use`, and closes them again. */
-async function withStores<T>(config: Config, use: (stores: Stores) => T | Promise<T>): Promise<T> {
+export async function withStores<T>(config: Config, use: (stores: Stores) => T | Promise<T>): Promise<T> {
 	const stores = await openStores(config, {offline: true});
 	const coordinator = await openCoordinator(config, stores.postgres, silentLogger(), {offline: true});
 	const maintenance = new Maintenance(stores.metadata, stores.blobs, undefined, silentLogger(), config.storage.maxSize);

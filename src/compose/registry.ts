@@ -18,11 +18,13 @@ import {LocalWriter} from '../local/push.js';
 import {LocalService} from '../local/service.js';
 import {UploadService} from '../local/uploads.js';
 import {Metrics} from '../ops/metrics.js';
+import {History} from '../ops/history.js';
 import {Notifier} from '../ops/notify.js';
 import {ProxyBlobs} from '../proxy/blobs.js';
 import {ProxyManifests} from '../proxy/manifests.js';
 import {ProxyService} from '../proxy/service.js';
 import {NamespaceRouter} from '../service/namespaces.js';
+import {Purger} from '../service/purge.js';
 import {AccessRecorder} from '../store/access.js';
 import {type BlobStore} from '../store/blob-store.js';
 import {Maintenance} from '../store/maintenance.js';
@@ -50,6 +52,10 @@ export type Registry = {
 	htpasswd?: Htpasswd;
 	maintenance: Maintenance;
 	metrics: Metrics;
+	/** The dashboard's charts: the counters sampled every 10 s for the last hour. */
+	history: History;
+	/** Purges of cached repositories and tags (dashboard, API). */
+	purger: Purger;
 	notifier: Notifier;
 	/** With PostgreSQL or workers: the shared locks and fill hand-over among replicas or workers. */
 	coordinator?: FillCoordinator;
@@ -146,6 +152,8 @@ export async function openRegistry(config: Config, log: Logger, options: Registr
 			})),
 	});
 	const upstream = upstreamClients(config, upstreams, metrics, log);
+	const history = new History(metrics);
+	history.start();
 
 	const uploads = new UploadService(metadata, blobs, log);
 	await exclusive(async () => uploads.sweep());
@@ -180,6 +188,7 @@ export async function openRegistry(config: Config, log: Logger, options: Registr
 			}
 		},
 	});
+	const namespaces = new NamespaceRouter(config);
 	const proxyBlobs = new ProxyBlobs({source, upstream, onResult: (name, outcome) => metrics.cache.inc({kind: 'blob', outcome, upstream: name})});
 	return {
 		config,
@@ -193,10 +202,12 @@ export async function openRegistry(config: Config, log: Logger, options: Registr
 		local: new LocalService(metadata, blobs, access),
 		writer: new LocalWriter(metadata),
 		uploads,
-		namespaces: new NamespaceRouter(config),
+		namespaces,
 		htpasswd,
 		maintenance,
 		metrics,
+		history,
+		purger: new Purger(metadata, namespaces),
 		notifier: new Notifier(config.notifications, log, options.instanceId),
 		coordinator,
 		cluster,
@@ -205,6 +216,7 @@ export async function openRegistry(config: Config, log: Logger, options: Registr
 		announceChange: worker ? async () => worker.primary.storeChanged() : undefined,
 		async close() {
 			clearInterval(sweeper);
+			history.stop();
 			await fills.drain();
 			await access.close();
 			await coordinator?.close();

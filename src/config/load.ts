@@ -49,7 +49,7 @@ export type Config = {
 	postgresUrl?: string;
 	/** How the other replicas reach this one (fills in progress); defaults from `listen`. */
 	advertiseUrl?: string;
-	auth?: {htpasswd: string; anonymousPull: boolean};
+	auth?: {htpasswd: string; anonymousPull: boolean; admins: string[]};
 	logLevel: string;
 	/** Worker processes (`workers`, auto: one per core). */
 	workers: number;
@@ -198,7 +198,7 @@ export function parseConfig(document: unknown, baseDir: string, env: Environment
 	}
 
 	if (raw.auth) {
-		config.auth = {htpasswd: resolve(raw.auth.htpasswd), anonymousPull: raw.auth.anonymous_pull};
+		config.auth = {htpasswd: resolve(raw.auth.htpasswd), anonymousPull: raw.auth.anonymous_pull, admins: raw.auth.admins};
 		if (!existsSync(config.auth.htpasswd)) {
 			throw new ConfigError(`config: auth.htpasswd: file not found: ${config.auth.htpasswd}`);
 		}

@@ -143,6 +143,8 @@ export const configSchema = z
 			.strictObject({
 				htpasswd: z.string().min(1),
 				anonymous_pull: z.boolean().default(false),
+				/** Users (htpasswd names) who may purge cached content from the dashboard and the API. */
+				admins: z.array(z.string().min(1)).default([]),
 			})
 			.optional(),
 		/** Worker processes sharing the listening socket: auto (one per core) or a number. */

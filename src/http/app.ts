@@ -9,12 +9,15 @@ import {TokenIssuer} from '../auth/tokens.js';
 import {type ClusterBlobs} from '../cluster/cluster-blobs.js';
 import {type Config} from '../config/load.js';
 import {type BlobContent} from '../store/blob-store.js';
+import {type History} from '../ops/history.js';
 import {type Metrics} from '../ops/metrics.js';
+import {type Purger} from '../service/purge.js';
 import {type Logger} from '../util/log.js';
 import {AnswerCache} from './answer-cache.js';
 import {type AccessRecorder} from '../store/access.js';
 import {type ReadIndex} from '../store/metadata.js';
 import {type AuthOptions, authMiddleware} from './auth.js';
+import {type DashboardDeps} from './dashboard/deps.js';
 import {type HandlerDeps} from './context.js';
 import {errorMiddleware} from './errors.js';
 import {internalFillRoutes} from './internal-fills.js';
@@ -35,9 +38,13 @@ export type AppDeps = Omit<HandlerDeps, 'prefix' | 'publicUrl' | 'blobRedirect'>
 	blobs: Pick<BlobContent, 'redirectUrl'>;
 	/** Reads answered from memory record their access times here, as the services do. */
 	access: Pick<AccessRecorder, 'touch'>;
-	metadata: HandlerDeps['metadata'] & Pick<ReadIndex, 'cacheGeneration'>;
+	metadata: HandlerDeps['metadata'] & Pick<ReadIndex, 'cacheGeneration'> & DashboardDeps['catalog'];
 	/** With workers: tell the others this one changed the store (see answer-cache.ts). */
 	announceChange?: () => Promise<void>;
+	/** The dashboard's charts: the counters sampled over the last hour. */
+	history: History;
+	/** Purges of cached content (dashboard, API). */
+	purger: Purger;
 	/** With several replicas: the cluster layer, which serves other replicas' reads of fills here. */
 	cluster?: {blobs: ClusterBlobs; key: string};
 };
@@ -93,7 +100,16 @@ export function createApp(deps: AppDeps): Koa<RequestState> {
 		app.use(internalFillRoutes(deps.cluster.blobs, deps.cluster.key).routes());
 	}
 
-	app.use(siteRoutes({prefix, metrics: deps.metrics, storageDir: config.storage.dir, checks: deps.checks, auth}).routes());
+	app.use(
+		siteRoutes({
+			prefix,
+			metrics: deps.metrics,
+			storageDir: config.storage.dir,
+			checks: deps.checks,
+			auth: auth && {...auth, admins: config.auth?.admins ?? []},
+			dashboard: {history: deps.history, catalog: deps.metadata, namespaces: deps.namespaces, rules: config.namespaces, purger: deps.purger},
+		}).routes(),
+	);
 
 	const router = createRouter(
 		{

@@ -138,3 +138,27 @@ export function browserAuth(options: Pick<AuthOptions, 'htpasswd' | 'anonymousPu
 		});
 	};
 }
+
+/**
+ * The purge API: admins only (`auth.admins`). Basic credentials or one of the
+ * mirror's Bearer tokens; none or wrong ones get 401 with a challenge, a
+ * valid user who is not an admin 403.
+ */
+export function adminOnly(options: AuthOptions & {admins: readonly string[]}) {
+	return async (ctx: MirrorContext, next: Next): Promise<void> => {
+		const who = await identify(ctx, options);
+		if (who === 'invalid' || who === 'anonymous' || who.user === null) {
+			throw new RegistryError('UNAUTHORIZED', {
+				message: who === 'invalid' ? 'invalid credentials' : 'authentication required',
+				headers: {'WWW-Authenticate': `Basic realm="${SERVICE}", charset="UTF-8"`},
+			});
+		}
+
+		if (!options.admins.includes(who.user)) {
+			throw new RegistryError('DENIED', {message: 'only administrators (auth.admins) may purge', detail: {user: who.user}});
+		}
+
+		ctx.state.user = who.user;
+		await next();
+	};
+}

@@ -32,7 +32,7 @@ function recordRead(ctx: MirrorContext, deps: HandlerDeps, target: Target, refer
 		return;
 	}
 
-	deps.metrics.recordPull(target.clientName);
+	deps.metrics.recordPull(deps.namespaces.displayName(target.repo)); // one count however the name was spelled (tool, library/tool)
 	notify(ctx, deps, 'pull', {
 		repository: target.clientName,
 		mediaType: manifest.mediaType,

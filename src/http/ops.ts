@@ -5,7 +5,7 @@ import path from 'node:path';
 import {type MirrorContext} from './state.js';
 import {type Metrics, type UpstreamHealth} from '../ops/metrics.js';
 import {within} from '../util/within.js';
-import {upstreamHealth} from './dashboard.js';
+import {upstreamHealth} from './dashboard/overview.js';
 
 /** How long a readiness check may take before it counts as not answering. */
 const CHECK_TIMEOUT_MS = 3000;

@@ -62,6 +62,11 @@ export class NamespaceRouter {
 		throw new RegistryError('NAME_UNKNOWN', {message: 'no namespace rule matches this repository', detail: {name}});
 	}
 
+	/** The one name a repository is shown and counted under (see clientName). */
+	displayName(repo: RepoKey): string {
+		return clientName(repo, this.config.namespaces);
+	}
+
 	#cached(upstream: UpstreamConfig, name: string, clientName: string): CachedTarget {
 		const remoteName = upstream.libraryPrefix && !name.includes('/') ? `library/${name}` : name;
 		if (!isValidName(remoteName)) {

@@ -141,7 +141,38 @@ export interface Housekeeping {
 	describeRepositories(): Promise<Array<RepoKey & {tags: Array<{tag: string; digest: string; fetchedAt: number}>; bytes: number; lastAccess: number}>>;
 }
 
-export interface MetadataStore extends ReadIndex, WriteIndex, UploadIndex, Housekeeping {
+/** One row of the dashboard's repository list. */
+export type RepositorySummary = RepoKey & {tags: number; bytes: number; lastAccess: number};
+
+export type RepositoryPageQuery = {
+	/** Case-insensitive substring of the name (or the upstream's name). */
+	search?: string;
+	/** Only cached (from an upstream) or only pushed repositories. */
+	kind?: 'cached' | 'pushed';
+	offset: number;
+	limit: number;
+};
+
+export type TagDetail = {tag: string; digest: string; fetchedAt: number; checkedAt: number; mediaType: string; size: number};
+
+/** What the dashboard and purge ask: paged listings, a repository's detail, purges of cached content. */
+export interface Catalog {
+	/** One page of repositories with at least one manifest, ordered by (registry, name), and how many match in all. */
+	repositoryPage(query: RepositoryPageQuery): Promise<{total: number; rows: RepositorySummary[]}>;
+	/** A repository's tags with the manifests they point at (size and media type), sorted by tag. */
+	repositoryTags(repo: RepoKey): Promise<TagDetail[]>;
+	/** The repositories that link `digest` (at most `limit`). */
+	blobRepositories(digest: string, limit: number): Promise<RepoKey[]>;
+	/**
+	 * Forgets a repository's cached tags: with `tag`, that tag (and the link to its
+	 * manifest when no other tag of the repository points there); without, every
+	 * tag, manifest link, blob link and referrer of the repository. Manifests and
+	 * blobs nothing links any more are left for `gc`. Returns the tags removed.
+	 */
+	purge(repo: RepoKey, tag?: string): Promise<{tags: string[]; manifests: number}>;
+}
+
+export interface MetadataStore extends ReadIndex, WriteIndex, UploadIndex, Housekeeping, Catalog {
 	/**
 	 * A random secret stored under `name`, made on first use: the same for
 	 * every process sharing the store (replicas verify each other's tokens).

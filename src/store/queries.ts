@@ -85,7 +85,51 @@ export const SQL = {
 			AND NOT EXISTS (
 				SELECT 1 FROM manifest_references r JOIN repository_manifests l ON l.digest = r.manifest_digest
 				WHERE r.reference_digest = b.digest)) AS blobs`,
+	repoTagDetails: `SELECT t.tag, t.digest, t.fetched_at AS "fetchedAt", t.checked_at AS "checkedAt", m.media_type AS "mediaType", m.size
+		FROM tags t JOIN manifests m ON m.digest = t.digest WHERE t.repository_id = ?`,
+	blobRepositories: `SELECT r.registry, r.name FROM repository_blobs l JOIN repositories r ON r.id = l.repository_id
+		WHERE l.digest = ? LIMIT ?`,
+	repoTagsAll: 'SELECT tag FROM tags WHERE repository_id = ?',
+	deleteRepoTags: 'DELETE FROM tags WHERE repository_id = ?',
+	deleteRepoReferrers: 'DELETE FROM referrers WHERE repository_id = ?',
+	deleteRepoManifestLinks: 'DELETE FROM repository_manifests WHERE repository_id = ?',
+	deleteRepoBlobLinks: 'DELETE FROM repository_blobs WHERE repository_id = ?',
+	deleteRepository: 'DELETE FROM repositories WHERE id = ?',
+	tagTarget: 'SELECT digest FROM tags WHERE repository_id = ? AND tag = ?',
+	otherTagOf: 'SELECT 1 FROM tags WHERE repository_id = ? AND digest = ? LIMIT 1',
 } as const;
+
+/**
+ * The dashboard's page of repositories: the WHERE clause and its parameters
+ * for a search and kind, shared by the count and the page. `collate` is what
+ * the dialect needs for byte order ('' on SQLite, ' COLLATE "C"' on PostgreSQL).
+ */
+export function repositoryPageSql(query: {search?: string; kind?: 'cached' | 'pushed'}, collate: string): {count: string; page: string; parameters: unknown[]} {
+	const where = ['EXISTS (SELECT 1 FROM repository_manifests l WHERE l.repository_id = r.id)'];
+	const parameters: unknown[] = [];
+	if (query.search) {
+		// Names are lower case by grammar; upstream names may not be.
+		where.push(`(r.name LIKE ? ESCAPE '\\' OR LOWER(r.registry) LIKE ? ESCAPE '\\')`);
+		const pattern = `%${query.search.toLowerCase().replace(/[\\%_]/g, char => `\\${char}`)}%`;
+		parameters.push(pattern, pattern);
+	}
+
+	if (query.kind) {
+		where.push(query.kind === 'pushed' ? "r.registry = ''" : "r.registry <> ''");
+	}
+
+	const clause = where.join(' AND ');
+	return {
+		count: `SELECT COUNT(*) AS total FROM repositories r WHERE ${clause}`,
+		page: `SELECT r.registry, r.name,
+				(SELECT COUNT(*) FROM tags t WHERE t.repository_id = r.id) AS tags,
+				CAST(COALESCE((SELECT SUM(b.size) FROM repository_blobs l JOIN blobs b ON b.digest = l.digest WHERE l.repository_id = r.id), 0) AS BIGINT) AS bytes,
+				COALESCE((SELECT MAX(m.last_access) FROM repository_manifests l JOIN manifests m ON m.digest = l.digest WHERE l.repository_id = r.id), 0) AS "lastAccess"
+			FROM repositories r WHERE ${clause}
+			ORDER BY r.registry${collate}, r.name${collate} LIMIT ? OFFSET ?`,
+		parameters,
+	};
+}
 
 /** The parameters of SQL.putReferrer, in order. */
 export function referrerParams(repoId: number, subject: string, referrer: ReferrerRecord): unknown[] {

@@ -244,7 +244,7 @@ test('missing htpasswd file', async t => {
 	);
 	await writeFile(path.join(dir, 'htpasswd'), 'user:$2y$05$abc\n');
 	const config = parseConfigText('auth:\n  htpasswd: htpasswd\n', dir);
-	t.deepEqual(config.auth, {htpasswd: path.join(dir, 'htpasswd'), anonymousPull: false});
+	t.deepEqual(config.auth, {htpasswd: path.join(dir, 'htpasswd'), anonymousPull: false, admins: []});
 });
 
 test('missing tls files', async t => {

@@ -1,13 +1,16 @@
 /**
- * The dashboard at PREFIX/: a small page the server renders from its own
- * numbers (no front-end build). It refreshes itself every 15 seconds.
+ * The dashboard's overview at PREFIX/: the counters now, charts of the last
+ * hour, upstream health, top images, recent pushes, then any panels other
+ * features register (panels.ts). It refreshes itself every 15 seconds.
  */
-import {type MirrorContext} from './state.js';
-import {formatBytes} from '../util/format.js';
-import {type Metrics, type UpstreamHealth} from '../ops/metrics.js';
-
-const escape = (text: string) =>
-	text.replace(/[&<>"']/g, char => ({'&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;'})[char]!);
+import {type Sample} from '../../ops/history.js';
+import {type Metrics, type UpstreamHealth} from '../../ops/metrics.js';
+import {formatBytes} from '../../util/format.js';
+import {type MirrorContext} from '../state.js';
+import {charts} from './charts.js';
+import {type DashboardDeps} from './deps.js';
+import {html, page, section, sendPage, table, type Section} from './layout.js';
+import {type Panel} from './panels.js';
 
 function percent(part: number, whole: number): string {
 	return whole > 0 ? `${((100 * part) / whole).toFixed(1)}%` : '–';
@@ -61,70 +64,60 @@ export function upstreamHealth(upstream: UpstreamHealth, now = Date.now()): stri
 	return upstream.reachable ? 'healthy' : `unreachable (${why})`;
 }
 
-export function renderDashboard(data: DashboardData): string {
+/** The overview's own sections, then the panels other features add (panels.ts). */
+export function overviewSections(data: DashboardData, samples: Sample[]): Section[] {
 	const saved = Math.max(0, data.servedBytes - data.fetchedBytes);
 	const disk = data.maxSize ? `${formatBytes(data.cachedBytes)} of ${formatBytes(data.maxSize)} (${percent(data.cachedBytes, data.maxSize)})` : `${formatBytes(data.cachedBytes)} (no quota)`;
-	const upstreamRows = data.upstreams
-		.map(
-			upstream => `<tr><td>${escape(upstream.name)}</td><td>${escape(upstream.url)}</td>
-			<td class="${upstream.offline || (upstream.state === 'closed' && upstream.reachable) ? 'ok' : 'bad'}">${escape(upstreamHealth(upstream))}</td>
-			<td>${escape(upstream.rateLimitRemaining ?? 'not reported')}</td></tr>`,
-		)
-		.join('');
-	const topRows = data.topImages.map(image => `<tr><td>${escape(image.repository)}</td><td>${image.pulls}</td></tr>`).join('') || '<tr><td colspan="2">no pulls yet</td></tr>';
-	const pushRows =
-		data.recentPushes
-			.map(
-				push => `<tr><td>${escape(push.repository)}${push.tag ? `:${escape(push.tag)}` : ''}</td><td><code>${escape(push.digest.slice(0, 19))}</code></td>
-				<td>${escape(push.user ?? 'anonymous')}</td><td>${new Date(push.at).toISOString()}</td></tr>`,
-			)
-			.join('') || '<tr><td colspan="4">no pushes yet</td></tr>';
-	return `<!doctype html>
-<html lang="en">
-<head>
-<meta charset="utf-8">
-<meta http-equiv="refresh" content="15">
-<title>registry-mirror</title>
-<style>
-body{font:15px/1.4 system-ui,sans-serif;margin:2rem;color:#222;max-width:70rem}
-h1{font-size:1.4rem} h2{font-size:1.1rem;margin-top:2rem}
-.cards{display:flex;gap:1rem;flex-wrap:wrap}
-.card{border:1px solid #ddd;border-radius:6px;padding:.8rem 1rem;min-width:12rem}
-.card b{display:block;font-size:1.5rem}
-table{border-collapse:collapse;width:100%} td,th{border-bottom:1px solid #eee;padding:.3rem .5rem;text-align:left}
-.ok{color:#186a3b}.bad{color:#b03a2e}
-</style>
-</head>
-<body>
-<h1>registry-mirror</h1>
-<div class="cards">
+	const upstreamRows = data.upstreams.map(upstream => [
+		html`${upstream.name}`,
+		html`${upstream.url}`,
+		html`<span class="${upstream.offline || (upstream.state === 'closed' && upstream.reachable) ? 'ok' : 'bad'}">${upstreamHealth(upstream)}</span>`,
+		html`${upstream.rateLimitRemaining ?? 'not reported'}`,
+	]);
+	const topRows = data.topImages.map(image => [html`${image.repository}`, html`${image.pulls}`]);
+	const pushRows = data.recentPushes.map(push => [
+		html`${push.repository}${push.tag ? `:${push.tag}` : ''}`,
+		html`<code>${push.digest.slice(0, 19)}</code>`,
+		html`${push.user ?? 'anonymous'}`,
+		html`${new Date(push.at).toISOString()}`,
+	]);
+	return [
+		{
+			id: 'summary',
+			title: 'Now',
+			body: html`<div class="cards">
 <div class="card" id="hit-ratio">Hit ratio<b>${percent(data.hits, data.hits + data.misses)}</b>${data.hits} hits, ${data.misses} misses</div>
 <div class="card" id="bytes-saved">Bytes saved<b>${formatBytes(saved)}</b>served ${formatBytes(data.servedBytes)}, fetched ${formatBytes(data.fetchedBytes)}</div>
 <div class="card" id="disk">Disk use<b>${disk}</b>pushed ${formatBytes(data.pushedBytes)} (never evicted)</div>
 <div class="card" id="fills">Downloads in flight<b>${data.fillsInFlight}</b>up ${data.uptimeS}s</div>
-</div>
-<h2>Upstreams</h2>
-<table id="upstreams"><tr><th>name</th><th>url</th><th>health</th><th>rate limit remaining</th></tr>${upstreamRows}</table>
-<h2>Top images</h2>
-<table id="top-images"><tr><th>repository</th><th>pulls</th></tr>${topRows}</table>
-<h2>Recent pushes</h2>
-<table id="recent-pushes"><tr><th>image</th><th>digest</th><th>by</th><th>when</th></tr>${pushRows}</table>
-<p><a href="metrics">metrics</a> · <a href="healthz">healthz</a> · <a href="readyz">readyz</a></p>
-</body>
-</html>
-`;
+</div>`,
+		},
+		{id: 'history', title: 'Over time', body: charts(samples)},
+		{id: 'upstreams-section', title: 'Upstreams', body: table(['name', 'url', 'health', 'rate limit remaining'], upstreamRows, 'no upstreams', 'upstreams')},
+		{id: 'top-images-section', title: 'Top images', body: table(['repository', 'pulls'], topRows, 'no pulls yet', 'top-images')},
+		{id: 'recent-pushes-section', title: 'Recent pushes', body: table(['image', 'digest', 'by', 'when'], pushRows, 'no pushes yet', 'recent-pushes')},
+	];
 }
 
-export function dashboard(metrics: Metrics) {
+export function renderDashboard(base: string, sections: Section[], user?: string | null): string {
+	return page({
+		base,
+		title: 'Overview',
+		refresh: 15,
+		user,
+		body: [...sections.map(part => section(part)), html`<p><a href="${base}/metrics">metrics</a> · <a href="${base}/healthz">healthz</a> · <a href="${base}/readyz">readyz</a></p>`],
+	});
+}
+
+export function overview(deps: DashboardDeps, panels: readonly Panel[]) {
 	return async (ctx: MirrorContext): Promise<void> => {
-		const data = await collectDashboard(metrics);
+		const data = await collectDashboard(deps.metrics);
 		if (ctx.query['format'] === 'json') {
 			ctx.body = data;
 			return;
 		}
 
-		ctx.type = 'text/html; charset=utf-8';
-		ctx.set('Cache-Control', 'no-store');
-		ctx.body = renderDashboard(data);
+		const extra = (await Promise.all(panels.map(async panel => panel(ctx, deps)))).filter(part => part !== undefined);
+		sendPage(ctx, renderDashboard(deps.prefix, [...overviewSections(data, await deps.history.series()), ...extra], ctx.state.user));
 	};
 }
