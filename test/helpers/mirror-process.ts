@@ -29,6 +29,8 @@ export type MirrorProcess = {
 	port: number;
 	/** The pid of the running child (changes on restart). */
 	readonly pid: number;
+	/** The current child's exit code once it has exited (null while it runs, or when a signal ended it). */
+	readonly exitCode: number | null;
 	dataDir: string;
 	configFile: string;
 	/** stdout + stderr of the current child (its last megabyte). */
@@ -126,6 +128,9 @@ export async function startMirrorProcess(options: MirrorProcessOptions = {}): Pr
 		port,
 		get pid() {
 			return child?.pid ?? 0;
+		},
+		get exitCode() {
+			return child?.exitCode ?? null;
 		},
 		dataDir,
 		configFile,
