@@ -1,3 +1,4 @@
+import {existsSync} from 'node:fs';
 import {mkdir, rm, writeFile} from 'node:fs/promises';
 import {tmpdir} from 'node:os';
 import {join} from 'node:path';
@@ -58,6 +59,13 @@ export async function startDockerd(opts: DockerdOptions): Promise<Dockerd> {
 
 		stopped = true;
 		await stopChild(proc, 15_000);
+		// A container or build step on the host network leaves dockerd's bind mount of the host's
+		// network namespace behind (exec/netns/default): unmount it, or the removal fails with EBUSY.
+		const netns = join(dir, 'exec', 'netns', 'default');
+		if (existsSync(netns)) {
+			await run('umount', [netns], {timeoutMs: 10_000}).catch(() => undefined);
+		}
+
 		// Vfs layers are full copies: remove them right away rather than at process exit.
 		await rm(dir, {recursive: true, force: true, maxRetries: 3});
 		forgetTempDir(dir);
