@@ -161,6 +161,8 @@ export interface Catalog {
 	repositoryPage(query: RepositoryPageQuery): Promise<{total: number; rows: RepositorySummary[]}>;
 	/** A repository's tags with the manifests they point at (size and media type), sorted by tag. */
 	repositoryTags(repo: RepoKey): Promise<TagDetail[]>;
+	/** Manifests (indexes) that reference `digest` (at most `limit`): where an image's platform is written. */
+	manifestParents(digest: string, limit: number): Promise<string[]>;
 	/** The repositories that link `digest` (at most `limit`). */
 	blobRepositories(digest: string, limit: number): Promise<RepoKey[]>;
 	/**

@@ -89,6 +89,7 @@ export const SQL = {
 		FROM tags t JOIN manifests m ON m.digest = t.digest WHERE t.repository_id = ?`,
 	blobRepositories: `SELECT r.registry, r.name FROM repository_blobs l JOIN repositories r ON r.id = l.repository_id
 		WHERE l.digest = ? LIMIT ?`,
+	manifestParents: 'SELECT manifest_digest AS digest FROM manifest_references WHERE reference_digest = ? LIMIT ?',
 	repoTagsAll: 'SELECT tag FROM tags WHERE repository_id = ?',
 	deleteRepoTags: 'DELETE FROM tags WHERE repository_id = ?',
 	deleteRepoReferrers: 'DELETE FROM referrers WHERE repository_id = ?',

@@ -65,6 +65,22 @@ async function imageSize(deps: DashboardDeps, manifest: ManifestRecord, depth = 
 	return {bytes, platforms: parsed.children.map(child => platformName(child.platform))};
 }
 
+/** An image's platform as the indexes that list it name it. */
+async function platformsOf(deps: DashboardDeps, digest: string): Promise<string[]> {
+	const names = new Set<string>();
+	for (const parent of await deps.catalog.manifestParents(digest, 5)) {
+		const stored = await deps.catalog.getManifest(parent);
+		const parsed = stored && parse(stored);
+		for (const child of parsed?.kind === 'index' ? parsed.children : []) {
+			if (child.digest === digest) {
+				names.add(platformName(child.platform));
+			}
+		}
+	}
+
+	return [...names];
+}
+
 function resolve(deps: DashboardDeps, name: string): Target | undefined {
 	try {
 		return deps.namespaces.resolve(name);
@@ -146,12 +162,14 @@ export function image(deps: DashboardDeps) {
 
 		const shown = clientName(target.repo, deps.rules);
 		const parsed = parse(manifest);
+		const platforms = parsed.kind === 'image' ? await platformsOf(deps, manifest.digest) : [];
 		const facts = html`<table id="manifest"><tbody>
 <tr><th>repository</th><td><a href="${href(deps.prefix, '/dashboard/repository', {name: shown})}">${shown}</a></td></tr>
 <tr><th>reference</th><td>${ref}</td></tr>
 <tr><th>digest</th><td><code>${manifest.digest}</code></td></tr>
 <tr><th>media type</th><td>${manifest.mediaType}</td></tr>
 <tr><th>kind</th><td>${parsed.kind === 'index' ? `index of ${parsed.children.length} manifests` : `image of ${parsed.layers.length} layers`}</td></tr>
+${platforms.length > 0 ? html`<tr><th>platform</th><td id="platform">${platforms.join(', ')}</td></tr>` : undefined}
 </tbody></table>`;
 		const parts: Html[] = [facts];
 		if (parsed.kind === 'index') {

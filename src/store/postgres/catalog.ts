@@ -22,6 +22,10 @@ export function catalog(db: PostgresDb): Catalog {
 			return rows.sort((a, b) => (a.tag < b.tag ? -1 : a.tag > b.tag ? 1 : 0));
 		},
 
+		async manifestParents(digest, limit) {
+			return (await db.rows<{digest: string}>(SQL.manifestParents, [digest, limit])).map(row => row.digest);
+		},
+
 		async blobRepositories(digest, limit) {
 			return db.rows<RepoKey>(SQL.blobRepositories, [digest, limit]);
 		},

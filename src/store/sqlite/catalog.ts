@@ -22,6 +22,10 @@ export function catalog(db: SqliteDb): Catalog {
 			return rows.sort((a, b) => (a.tag < b.tag ? -1 : a.tag > b.tag ? 1 : 0));
 		},
 
+		async manifestParents(digest, limit) {
+			return (db.statement(SQL.manifestParents).all(digest, limit) as Array<{digest: string}>).map(row => row.digest);
+		},
+
 		async blobRepositories(digest, limit) {
 			return db.statement(SQL.blobRepositories).all(digest, limit) as RepoKey[];
 		},
