@@ -9,6 +9,7 @@ import {gc, ls, stats, verify} from './cli/offline.js';
 import {healthcheck} from './cli/healthcheck.js';
 import {prefetch} from './cli/prefetch.js';
 import {purge} from './cli/purge.js';
+import {history, pin, pins, unpin} from './cli/tags.js';
 import {serve} from './cli/serve.js';
 import {parseDuration} from './config/units.js';
 
@@ -92,6 +93,44 @@ program
 	.addOption(configOption())
 	.action(async (options: {config?: string}) => {
 		process.exitCode = await healthcheck(config(options));
+	});
+
+program
+	.command('history')
+	.description('the digests an upstream tag pointed at, with when the mirror first and last saw each')
+	.argument('<name:tag>', 'like alpine:3 or ghcr.io/org/tool:1')
+	.addOption(configOption())
+	.option('--json', 'print JSON', false)
+	.action(async (reference: string, options: {config?: string; json: boolean}) => {
+		process.exitCode = await history(config(options), reference, options);
+	});
+
+program
+	.command('pin')
+	.description('freeze a cached tag: served as DIGEST (default: the digest cached now) without asking the upstream, and never evicted, until unpinned')
+	.argument('<name:tag>', 'like alpine:3 or ghcr.io/org/tool:1')
+	.argument('[digest]', 'a digest cached for that repository (see `history`)')
+	.addOption(configOption())
+	.action(async (reference: string, digest: string | undefined, options: {config?: string}) => {
+		process.exitCode = await pin(config(options), reference, digest);
+	});
+
+program
+	.command('unpin')
+	.description('return a pinned tag to normal: revalidated with the upstream after its TTL')
+	.argument('<name:tag>')
+	.addOption(configOption())
+	.action(async (reference: string, options: {config?: string}) => {
+		process.exitCode = await unpin(config(options), reference);
+	});
+
+program
+	.command('pins')
+	.description('list pinned tags')
+	.addOption(configOption())
+	.option('--json', 'print JSON', false)
+	.action(async (options: {config?: string; json: boolean}) => {
+		process.exitCode = await pins(config(options), options);
 	});
 
 program

@@ -17,13 +17,14 @@ import {UpstreamFills} from '../fill/upstream-fills.js';
 import {LocalWriter} from '../local/push.js';
 import {LocalService} from '../local/service.js';
 import {UploadService} from '../local/uploads.js';
-import {Metrics} from '../ops/metrics.js';
+import {Metrics, type RateLimitGauges} from '../ops/metrics.js';
 import {History} from '../ops/history.js';
 import {Notifier} from '../ops/notify.js';
 import {ProxyBlobs} from '../proxy/blobs.js';
 import {ProxyManifests} from '../proxy/manifests.js';
 import {ProxyService} from '../proxy/service.js';
-import {NamespaceRouter} from '../service/namespaces.js';
+import {TagControl} from '../proxy/tag-control.js';
+import {NamespaceRouter, clientName} from '../service/namespaces.js';
 import {Purger} from '../service/purge.js';
 import {AccessRecorder} from '../store/access.js';
 import {type BlobStore} from '../store/blob-store.js';
@@ -49,6 +50,8 @@ export type Registry = {
 	writer: LocalWriter;
 	uploads: UploadService;
 	namespaces: NamespaceRouter;
+	/** Tag history and pins (the CLI builds its own over the same store). */
+	tags: TagControl;
 	htpasswd?: Htpasswd;
 	maintenance: Maintenance;
 	metrics: Metrics;
@@ -146,7 +149,7 @@ export async function openRegistry(config: Config, log: Logger, options: Registr
 				name: client.name,
 				url: client.config.url,
 				state: client.breaker.state,
-				rateLimitRemaining: client.rateLimitRemaining,
+				...budgetOf(client),
 				offline: client.config.offline,
 				...client.health,
 			})),
@@ -203,6 +206,7 @@ export async function openRegistry(config: Config, log: Logger, options: Registr
 		writer: new LocalWriter(metadata),
 		uploads,
 		namespaces,
+		tags: new TagControl(namespaces, metadata, repo => clientName(repo, config.namespaces)),
 		htpasswd,
 		maintenance,
 		metrics,
@@ -222,5 +226,15 @@ export async function openRegistry(config: Config, log: Logger, options: Registr
 			await coordinator?.close();
 			await stores.close();
 		},
+	};
+}
+
+/** What the metrics and the dashboard show of an upstream's pull budget. */
+function budgetOf(client: UpstreamClient): {rateLimitRemaining?: string; rateLimit: RateLimitGauges} {
+	const {limit, remaining, windowSeconds, source} = client.rateLimit.snapshot;
+	const reserve = client.config.ratelimitReserve;
+	return {
+		...(remaining === undefined ? {} : {rateLimitRemaining: String(remaining)}),
+		rateLimit: {limit, remaining, windowSeconds, source, retryAfterSeconds: client.rateLimit.retryAfterSeconds(), reserve, short: client.rateLimit.isShort(reserve)},
 	};
 }

@@ -18,6 +18,10 @@ export type UpstreamConfig = {
 	revalidateTimeoutMs: number;
 	/** The only token realm (its origin) that gets the credentials; default: the /v2/ challenge's realm. */
 	tokenRealm?: string;
+	/** Past its TTL by more than this, a tag the upstream cannot confirm is an error, not a stale answer (undefined: no bound). */
+	maxStaleMs?: number;
+	/** Below this many pulls left (ratelimit-remaining), a cached tag is served from the cache and checked with HEADs only. */
+	ratelimitReserve: number;
 	offline: boolean;
 	credentials?: {username: string; password: string};
 	/** Docker Hub puts single-segment names under library/. */
@@ -143,6 +147,8 @@ export function parseConfig(document: unknown, baseDir: string, env: Environment
 			timeoutMs: entry.timeout,
 			revalidateTimeoutMs: entry.revalidate_timeout,
 			tokenRealm: entry.token_realm,
+			maxStaleMs: entry.max_stale,
+			ratelimitReserve: entry.ratelimit_reserve,
 			offline: entry.offline,
 			credentials: entry.username === undefined ? undefined : {username: entry.username, password: entry.password ?? ''},
 			libraryPrefix: isDockerHub(name, entry.url),

@@ -77,6 +77,10 @@ const upstream = z.strictObject({
 	revalidate_timeout: duration.default(3000),
 	/** The only token realm that gets the credentials (default: the realm the upstream's /v2/ challenge names). */
 	token_realm: httpUrl.optional(),
+	/** How long past its TTL a cached tag may be served stale when the upstream cannot confirm it (Quay's staleness period). */
+	max_stale: duration.optional(),
+	/** Below this ratelimit-remaining, manifest GETs (what Docker Hub counts) are spent only on content not cached. */
+	ratelimit_reserve: z.number().int().min(0).default(0),
 });
 
 const endpoint = z.strictObject({

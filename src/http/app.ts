@@ -8,6 +8,8 @@ import {type Htpasswd} from '../auth/htpasswd.js';
 import {TokenIssuer} from '../auth/tokens.js';
 import {type ClusterBlobs} from '../cluster/cluster-blobs.js';
 import {type Config} from '../config/load.js';
+import {type TagControl} from '../proxy/tag-control.js';
+import {RegistryError} from '../v2/errors.js';
 import {type BlobContent} from '../store/blob-store.js';
 import {type History} from '../ops/history.js';
 import {type Metrics} from '../ops/metrics.js';
@@ -24,6 +26,7 @@ import {internalFillRoutes} from './internal-fills.js';
 import {requestLog} from './request-log.js';
 import {createRouter, routes} from './router.js';
 import {siteRoutes} from './site.js';
+import {tagApiRoutes} from './tag-api.js';
 import {type MirrorContext, type RequestState} from './state.js';
 
 export type AppDeps = Omit<HandlerDeps, 'prefix' | 'publicUrl' | 'blobRedirect'> & {
@@ -45,6 +48,8 @@ export type AppDeps = Omit<HandlerDeps, 'prefix' | 'publicUrl' | 'blobRedirect'>
 	history: History;
 	/** Purges of cached content (dashboard, API). */
 	purger: Purger;
+	/** Tag history and pins (the /api/v1 routes). */
+	tags: TagControl;
 	/** With several replicas: the cluster layer, which serves other replicas' reads of fills here. */
 	cluster?: {blobs: ClusterBlobs; key: string};
 };
@@ -110,6 +115,8 @@ export function createApp(deps: AppDeps): Koa<RequestState> {
 			dashboard: {history: deps.history, catalog: deps.metadata, namespaces: deps.namespaces, rules: config.namespaces, purger: deps.purger},
 		}).routes(),
 	);
+	const tagApi = tagApiRoutes(deps.tags, prefix, auth && {...auth, admins: config.auth?.admins ?? []});
+	app.use(tagApi.routes()).use(tagApi.allowedMethods({throw: true, methodNotAllowed: () => new RegistryError('UNSUPPORTED', {message: 'method not allowed on this endpoint'})}));
 
 	const router = createRouter(
 		{

@@ -162,3 +162,33 @@ export function adminOnly(options: AuthOptions & {admins: readonly string[]}) {
 		await next();
 	};
 }
+
+/**
+ * Tag history and pins (`PREFIX/api/v1/`): reads as the dashboard (a login
+ * unless pulls are anonymous); pins and unpins only for administrators
+ * (`auth.admins`), with Basic credentials or a token of their login.
+ */
+export function apiAuth(options: AuthOptions & {admins: readonly string[]}) {
+	const read = browserAuth(options);
+	return async (ctx: MirrorContext, next: Next): Promise<void> => {
+		if (ctx.method === 'GET' || ctx.method === 'HEAD') {
+			await read(ctx, next);
+			return;
+		}
+
+		const who = await identify(ctx, options);
+		if (who === 'anonymous' || who === 'invalid' || !who.push || who.user === null) {
+			throw new RegistryError('UNAUTHORIZED', {
+				message: who === 'invalid' ? 'invalid credentials' : 'changing pins needs a login',
+				headers: {'WWW-Authenticate': `Basic realm="${SERVICE}", charset="UTF-8"`},
+			});
+		}
+
+		if (!options.admins.includes(who.user)) {
+			throw new RegistryError('DENIED', {message: 'only administrators (auth.admins) may pin or unpin', detail: {user: who.user}});
+		}
+
+		ctx.state.user = who.user;
+		await next();
+	};
+}

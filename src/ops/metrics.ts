@@ -6,7 +6,21 @@
 import client from 'prom-client';
 
 /** `state` is the circuit breaker's; `reachable` says whether the last request got an answer (`lastFailure` why not). */
-export type UpstreamHealth = {name: string; url: string; state: string; rateLimitRemaining?: string; offline: boolean; reachable: boolean; lastFailure?: {at: number; reason: string}};
+export type UpstreamHealth = {name: string; url: string; state: string; rateLimitRemaining?: string; rateLimit?: RateLimitGauges; offline: boolean; reachable: boolean; lastFailure?: {at: number; reason: string}};
+
+/** An upstream's pull budget as its last answers said (ratelimit-* headers, Retry-After), and the configured reserve. */
+export type RateLimitGauges = {
+	limit?: number;
+	remaining?: number;
+	windowSeconds?: number;
+	source?: string;
+	/** Seconds the last 429 asked to wait that are still left. */
+	retryAfterSeconds: number;
+	/** upstreams.NAME.ratelimit_reserve. */
+	reserve: number;
+	/** Under the reserve (or waiting out a 429): cached tags are served from the cache and checked with HEADs only. */
+	short: boolean;
+};
 
 export type Gauges = {
 	fillsInFlight: () => number;
@@ -89,6 +103,26 @@ export class Metrics {
 				}
 			},
 		});
+		this.#rateLimitGauge('limit', 'The last ratelimit-limit an upstream sent (pulls per window)', 'max', budget => budget.limit);
+		this.#rateLimitGauge('window_seconds', 'The window of an upstream\'s rate limit (w= of ratelimit-limit), seconds', 'max', budget => budget.windowSeconds);
+		this.#rateLimitGauge('retry_after_seconds', 'Seconds left of the Retry-After of an upstream\'s last 429 (0 when over)', 'max', budget => budget.retryAfterSeconds);
+		this.#rateLimitGauge('reserve', 'upstreams.NAME.ratelimit_reserve: below it, cached tags are only checked with HEADs', 'max', budget => budget.reserve);
+		this.#rateLimitGauge('short', '1 while an upstream\'s budget is under its reserve or a 429\'s Retry-After runs', 'max', budget => (budget.short ? 1 : 0));
+		new client.Gauge({
+			name: 'registry_mirror_upstream_ratelimit_source',
+			help: 'docker-ratelimit-source of an upstream\'s last answers (whom its limit counts: an address or an account), as a label; value 1',
+			labelNames: ['upstream', 'source'] as const,
+			aggregator: 'max',
+			registers: [registry],
+			collect() {
+				this.reset();
+				for (const upstream of gauges.upstreams()) {
+					if (upstream.rateLimit?.source !== undefined) {
+						this.set({upstream: upstream.name, source: upstream.rateLimit.source}, 1);
+					}
+				}
+			},
+		});
 		new client.Gauge({
 			name: 'registry_mirror_upstream_up',
 			help: '1 when the upstream circuit is closed, 0 when it is open or half-open',
@@ -117,6 +151,26 @@ export class Metrics {
 	/** The Prometheus exposition: this process's, or with workers the machine's. */
 	async exposition(): Promise<string> {
 		return this.#machineText ? this.#machineText() : this.registry.metrics();
+	}
+
+	/** A gauge per upstream of one number of its rate-limit budget; unset while the upstream has not said. */
+	#rateLimitGauge(name: string, help: string, aggregator: 'max' | 'min', value: (budget: RateLimitGauges) => number | undefined): void {
+		const {gauges} = this;
+		new client.Gauge({
+			name: `registry_mirror_upstream_ratelimit_${name}`,
+			help,
+			labelNames: ['upstream'] as const,
+			aggregator,
+			registers: [this.registry],
+			collect() {
+				for (const upstream of gauges.upstreams()) {
+					const number = upstream.rateLimit ? value(upstream.rateLimit) : undefined;
+					if (number !== undefined) {
+						this.set({upstream: upstream.name}, number);
+					}
+				}
+			},
+		});
 	}
 
 	recordPull(repository: string): void {

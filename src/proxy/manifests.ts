@@ -2,13 +2,19 @@
  * Manifests of cached namespaces. By digest: immutable, local first. By tag:
  * served from the cache while younger than the upstream's tag_ttl, then
  * revalidated with a HEAD (cheap, and not counted against Docker Hub's pull
- * limit); when the upstream cannot answer, the stale copy is served.
+ * limit); when the upstream cannot answer, the stale copy is served, for at
+ * most max_stale past the TTL. Every digest the upstream names for a tag goes
+ * into the tag's history. A pinned tag is served as its pinned digest without
+ * asking the upstream. While the upstream's pull budget is short (under
+ * ratelimit_reserve, or a 429's Retry-After running), a manifest GET is spent
+ * only on content the mirror does not have: a cached tag that moved stays
+ * served from the cache.
  */
 import {LRUCache} from 'lru-cache';
 import {type CachedTarget} from '../service/namespaces.js';
 import {type ManifestResult} from '../service/read-service.js';
 import {type AccessRecorder} from '../store/access.js';
-import {type ManifestRecord, type ReadIndex, type TagRecord, type WriteIndex} from '../store/metadata.js';
+import {type ManifestRecord, type ReadIndex, type TagIndex, type TagRecord, type WriteIndex} from '../store/metadata.js';
 import {type UpstreamClient, pullScope} from '../upstream/client.js';
 import {RegistryError, isUpstreamFailure} from '../v2/errors.js';
 import {type Digest, type Reference} from '../v2/grammar.js';
@@ -29,7 +35,9 @@ const FOREVER = Number.POSITIVE_INFINITY;
 export const NEGATIVE_TTL_MS = 5000;
 
 export type ProxyManifestDeps = {
-	metadata: Pick<ReadIndex, 'getTaggedManifest' | 'getRepoManifest' | 'getManifest'> & Pick<WriteIndex, 'putManifest' | 'markTagChecked'>;
+	metadata: Pick<ReadIndex, 'getTaggedManifest' | 'getRepoManifest' | 'getManifest'> &
+		Pick<WriteIndex, 'putManifest' | 'markTagChecked'> &
+		Pick<TagIndex, 'recordTagSeen'>;
 	upstream: (name: string) => UpstreamClient;
 	access: AccessRecorder;
 	log: Logger;
@@ -60,7 +68,8 @@ export class ProxyManifests {
 		if (quick) {
 			this.deps.access.touch('manifest', quick.digest);
 			this.deps.onResult?.(target.upstream.name, 'hit');
-			return {manifest: quick, freshUntil: tagged ? this.#freshUntil(target, tagged.checkedAt) : FOREVER};
+			// A pin holds until it is removed, which moves the store's cache generation.
+			return {manifest: quick, freshUntil: tagged && tagged.pinnedAt === undefined ? this.#freshUntil(target, tagged.checkedAt) : FOREVER};
 		}
 
 		const key = `${target.repo.registry}\n${target.repo.name}\n${reference.kind === 'tag' ? reference.tag : reference.digest.value}`;
@@ -80,8 +89,8 @@ export class ProxyManifests {
 				throw error;
 			}
 		});
-		if (!tagged || target.upstream.offline) {
-			return pending; // a miss has nothing to fall back on: it waits for the upstream (its own timeout)
+		if (!tagged || target.upstream.offline || !this.#mayServeStale(target, tagged)) {
+			return pending; // a miss (or a copy past max_stale) has nothing to fall back on: it waits for the upstream (its own timeout)
 		}
 
 		// A cached tag is answered within revalidate_timeout: stale if need be, while the revalidation carries on.
@@ -91,7 +100,18 @@ export class ProxyManifests {
 	}
 
 	#isFresh(target: CachedTarget, tagged: TaggedManifest): boolean {
-		return this.#now() < this.#freshUntil(target, tagged.checkedAt);
+		return tagged.pinnedAt !== undefined || this.#now() < this.#freshUntil(target, tagged.checkedAt);
+	}
+
+	/** Whether a cached tag the upstream cannot confirm may still be answered: within max_stale past its TTL. */
+	#mayServeStale(target: CachedTarget, tagged: TagRecord): boolean {
+		const {maxStaleMs} = target.upstream;
+		return maxStaleMs === undefined || this.#now() <= tagged.checkedAt + target.upstream.tagTtlMs + maxStaleMs;
+	}
+
+	/** Whether the upstream's pull budget is short: manifest GETs only for content not cached. */
+	#budgetShort(target: CachedTarget): boolean {
+		return this.#client(target).rateLimit.isShort(target.upstream.ratelimitReserve);
 	}
 
 	/** When a tag checked at `checkedAt` is due to be checked again. */
@@ -107,6 +127,13 @@ export class ProxyManifests {
 			}
 
 			throw new RegistryError('MANIFEST_UNKNOWN', {detail: {reason: 'upstream is offline and this manifest is not cached'}});
+		}
+
+		if (known && this.#budgetShort(target)) {
+			// Another repository brought these bytes in (verified by digest): no counted GET for them now.
+			await this.deps.metadata.putManifest({repo: target.repo, manifest: known, pushed: false, now: this.#now()});
+			this.deps.onResult?.(target.upstream.name, 'hit');
+			return {manifest: known, freshUntil: FOREVER};
 		}
 
 		try {
@@ -138,27 +165,64 @@ export class ProxyManifests {
 		try {
 			if (cached) {
 				const current = await this.#head(target, tag);
+				const now = this.#now();
+				if (current !== undefined) {
+					await this.deps.metadata.recordTagSeen(target.repo, tag, current, now);
+				}
+
 				if (current === cached.digest) {
-					const now = this.#now();
 					await this.deps.metadata.markTagChecked(target.repo, tag, now);
 					this.deps.access.touch('manifest', cached.digest);
 					this.deps.onResult?.(target.upstream.name, 'revalidated');
 					return {manifest: cached, freshUntil: this.#freshUntil(target, now)};
+				}
+
+				if (this.#budgetShort(target)) {
+					return await this.#keepWhileShort(target, tag, cached, current);
 				}
 			}
 
 			const now = this.#now();
 			const fetched = await this.#fetch(target, tag, undefined);
 			await this.#store(target, fetched, tag);
+			await this.deps.metadata.recordTagSeen(target.repo, tag, fetched.manifest.digest, now);
 			this.deps.onResult?.(target.upstream.name, 'miss');
 			return {manifest: fetched.manifest, freshUntil: this.#freshUntil(target, now)};
 		} catch (error) {
-			if (cached && isUpstreamFailure(error)) {
-				return this.#stale(target, cached, error);
+			if (tagged && isUpstreamFailure(error)) {
+				if (this.#mayServeStale(target, tagged)) {
+					return this.#stale(target, tagged.manifest, error);
+				}
+
+				throw pastMaxStale(target, tagged, error as RegistryError);
 			}
 
 			throw error;
 		}
+	}
+
+	/**
+	 * A cached tag the upstream moved (or whose digest a HEAD did not tell)
+	 * while the pull budget is short: the new digest when the repository
+	 * already has it, otherwise the cached copy with a Warning. No counted GET.
+	 */
+	async #keepWhileShort(target: CachedTarget, tag: string, cached: ManifestRecord, current: string | undefined): Promise<ManifestResult> {
+		const now = this.#now();
+		const known = current === undefined ? undefined : await this.deps.metadata.getRepoManifest(target.repo, current);
+		if (known) {
+			await this.deps.metadata.putManifest({repo: target.repo, manifest: known, tag, pushed: false, now});
+			this.deps.access.touch('manifest', known.digest);
+			this.deps.onResult?.(target.upstream.name, 'revalidated');
+			return {manifest: known, freshUntil: this.#freshUntil(target, now)};
+		}
+
+		await this.deps.metadata.markTagChecked(target.repo, tag, now); // asked again after the TTL, not on every pull
+		const budget = this.#client(target).rateLimit.snapshot;
+		const reason = `tag is at ${current ?? 'an unannounced digest'} upstream; not fetched while the pull budget is short (${budget.remaining ?? '?'} left, reserve ${target.upstream.ratelimitReserve})`;
+		this.deps.log.warn({upstream: target.upstream.name, repository: target.remoteName, tag, cached: cached.digest, current}, 'pull budget short: serving the cached tag');
+		this.deps.onResult?.(target.upstream.name, 'stale');
+		this.deps.access.touch('manifest', cached.digest);
+		return {manifest: cached, warning: `299 - "stale: ${reason.replace(/["\\]/g, "'")}; serving the cached copy"`};
 	}
 
 	#stale(target: CachedTarget, manifest: ManifestRecord, error: unknown): ManifestResult {
@@ -210,4 +274,25 @@ export class ProxyManifests {
 	#client(target: CachedTarget): UpstreamClient {
 		return this.deps.upstream(target.upstream.name);
 	}
+}
+
+/** The upstream's error for a cached tag that is past max_stale: what a miss would get, saying why the copy was not served. */
+function pastMaxStale(target: CachedTarget, tagged: TagRecord, error: RegistryError): RegistryError {
+	const dueAt = tagged.checkedAt + target.upstream.tagTtlMs;
+	return new RegistryError(
+		error.code,
+		{
+			message: `${error.message}; the cached copy is past max_stale`,
+			detail: {
+				upstream: target.upstream.name,
+				repository: target.remoteName,
+				reason: 'the cached copy is past upstreams.' + target.upstream.name + '.max_stale and the upstream cannot confirm it',
+				lastChecked: new Date(tagged.checkedAt).toISOString(),
+				staleSince: new Date(dueAt).toISOString(),
+			},
+			headers: error.headers,
+			cause: error,
+		},
+		error.status,
+	);
 }

@@ -28,7 +28,18 @@ export type GarbageReport = {
 	kept: {manifests: number; blobs: number};
 };
 
-export type TagRecord = {digest: string; fetchedAt: number; checkedAt: number};
+export type TagRecord = {
+	digest: string;
+	fetchedAt: number;
+	checkedAt: number;
+	/** Set when the tag is pinned (then `digest` is the pinned one): served without asking the upstream. */
+	pinnedAt?: number;
+};
+
+/** One stretch of time an upstream had a tag at one digest. */
+export type TagSighting = {digest: string; firstSeen: number; lastSeen: number};
+
+export type PinRecord = RepoKey & {tag: string; digest: string; pinnedAt: number; pinnedBy: string | null};
 
 export type ManifestRecord = {digest: string; mediaType: string; content: Buffer};
 
@@ -102,6 +113,20 @@ export interface WriteIndex {
 	unlinkBlob(repo: RepoKey, digest: string): Promise<boolean>;
 }
 
+/** Tag history (what each upstream tag pointed at, and when) and pins. */
+export interface TagIndex {
+	/** Records that the upstream has `tag` at `digest` now: extends the latest sighting, or starts a new one when the tag moved. */
+	recordTagSeen(repo: RepoKey, tag: string, digest: string, now: number): Promise<void>;
+	/** Every sighting of `tag`, oldest first. */
+	tagHistory(repo: RepoKey, tag: string): Promise<TagSighting[]>;
+	/** Points `tag` at `digest` (which the repository must link) and pins it there, in one transaction. */
+	pinTag(repo: RepoKey, tag: string, digest: string, now: number, by: string | null): Promise<void>;
+	/** Removes a pin; false when there was none. */
+	unpinTag(repo: RepoKey, tag: string): Promise<boolean>;
+	getPin(repo: RepoKey, tag: string): Promise<PinRecord | undefined>;
+	listPins(): Promise<PinRecord[]>;
+}
+
 /** Upload sessions of pushes (local namespaces); the bytes are in the blob store's UploadStore. */
 export interface UploadIndex {
 	createUpload(upload: {id: string; repo: RepoKey; now: number}): Promise<void>;
@@ -121,7 +146,7 @@ export interface Housekeeping {
 	cachedBytes(): Promise<number>;
 	/** Pushed bytes (never evicted). */
 	pushedBytes(): Promise<number>;
-	/** The least recently used cached manifest that is not pushed, or undefined. */
+	/** The least recently used cached manifest that is neither pushed nor pinned (nor a child of a pinned index), or undefined. */
 	leastRecentlyUsedCachedManifest(): Promise<{digest: string; lastAccess: number} | undefined>;
 	/**
 	 * Removes a cached manifest from every repository (tags, links, references)
@@ -174,7 +199,7 @@ export interface Catalog {
 	purge(repo: RepoKey, tag?: string): Promise<{tags: string[]; manifests: number}>;
 }
 
-export interface MetadataStore extends ReadIndex, WriteIndex, UploadIndex, Housekeeping, Catalog {
+export interface MetadataStore extends ReadIndex, WriteIndex, UploadIndex, Housekeeping, Catalog, TagIndex {
 	/**
 	 * A random secret stored under `name`, made on first use: the same for
 	 * every process sharing the store (replicas verify each other's tokens).

@@ -54,6 +54,50 @@ const cacheGeneration: DialectMigration = {
 	].join('\n'),
 };
 
+/**
+ * Tag history and pins, by registry and repository name (not repository id:
+ * both outlive the eviction of what they name). tag_history holds one row per
+ * stretch of time an upstream had a tag at one digest (a tag that moves back
+ * gets a new row). A pin makes a cached tag answer its digest without asking
+ * the upstream and keeps that content from eviction; pinning and unpinning
+ * change answers, so both bump the cache generation.
+ */
+const TAG_TABLES = `
+	CREATE TABLE tag_history (
+		id INTEGER PRIMARY KEY,
+		registry TEXT NOT NULL,
+		name TEXT NOT NULL,
+		tag TEXT NOT NULL,
+		digest TEXT NOT NULL,
+		first_seen INTEGER NOT NULL,
+		last_seen INTEGER NOT NULL
+	);
+	CREATE INDEX tag_history_tag ON tag_history (registry, name, tag, id);
+	CREATE TABLE tag_pins (
+		registry TEXT NOT NULL,
+		name TEXT NOT NULL,
+		tag TEXT NOT NULL,
+		digest TEXT NOT NULL,
+		pinned_at INTEGER NOT NULL,
+		pinned_by TEXT,
+		PRIMARY KEY (registry, name, tag)
+	);
+	CREATE INDEX tag_pins_digest ON tag_pins (digest);
+`;
+
+const PIN_EVENTS = ['INSERT', 'UPDATE', 'DELETE'] as const;
+
+const tagHistoryAndPins: DialectMigration = {
+	sqlite: [
+		TAG_TABLES,
+		...PIN_EVENTS.map(event => `CREATE TRIGGER cache_generation_pins_${event.toLowerCase()} AFTER ${event} ON tag_pins BEGIN UPDATE cache_generation SET n = n + 1; END;`),
+	].join('\n'),
+	postgres: [
+		forPostgres(TAG_TABLES),
+		...PIN_EVENTS.map(event => `CREATE TRIGGER cache_generation_pins_${event.toLowerCase()} AFTER ${event} ON tag_pins FOR EACH ROW EXECUTE FUNCTION bump_cache_generation();`),
+	].join('\n'),
+};
+
 export const MIGRATIONS: ReadonlyArray<string | DialectMigration> = [
 	`
 	CREATE TABLE repositories (
@@ -130,6 +174,7 @@ export const MIGRATIONS: ReadonlyArray<string | DialectMigration> = [
 	);
 	`,
 	cacheGeneration,
+	tagHistoryAndPins,
 ];
 
 /** A migration as SQLite runs it. */

@@ -12,9 +12,31 @@ export const SQL = {
 	tag: `SELECT t.digest, t.fetched_at AS "fetchedAt", t.checked_at AS "checkedAt"
 		FROM tags t JOIN repositories r ON r.id = t.repository_id
 		WHERE r.registry = ? AND r.name = ? AND t.tag = ?`,
-	taggedManifest: `SELECT t.digest, t.fetched_at AS "fetchedAt", t.checked_at AS "checkedAt", m.media_type AS "mediaType", m.content
-		FROM tags t JOIN repositories r ON r.id = t.repository_id JOIN manifests m ON m.digest = t.digest
+	// A pin wins over the tag's own digest (a revalidation that raced the pin cannot unpin it).
+	taggedManifest: `SELECT m.digest, t.fetched_at AS "fetchedAt", t.checked_at AS "checkedAt", p.pinned_at AS "pinnedAt",
+			m.media_type AS "mediaType", m.content
+		FROM tags t JOIN repositories r ON r.id = t.repository_id
+		LEFT JOIN tag_pins p ON p.registry = r.registry AND p.name = r.name AND p.tag = t.tag
+		JOIN manifests m ON m.digest = COALESCE(p.digest, t.digest)
 		WHERE r.registry = ? AND r.name = ? AND t.tag = ?`,
+	latestSighting: `SELECT id, digest FROM tag_history WHERE registry = ? AND name = ? AND tag = ? ORDER BY id DESC LIMIT 1`,
+	extendSighting: 'UPDATE tag_history SET last_seen = ? WHERE id = ? AND last_seen < ?',
+	addSighting: 'INSERT INTO tag_history (registry, name, tag, digest, first_seen, last_seen) VALUES (?, ?, ?, ?, ?, ?)',
+	tagHistory: `SELECT digest, first_seen AS "firstSeen", last_seen AS "lastSeen" FROM tag_history
+		WHERE registry = ? AND name = ? AND tag = ? ORDER BY id`,
+	pinTagRow: `INSERT INTO tags (repository_id, tag, digest, fetched_at, checked_at) VALUES (?, ?, ?, ?, ?)
+		ON CONFLICT (repository_id, tag) DO UPDATE SET digest = excluded.digest`,
+	pin: `INSERT INTO tag_pins (registry, name, tag, digest, pinned_at, pinned_by) VALUES (?, ?, ?, ?, ?, ?)
+		ON CONFLICT (registry, name, tag) DO UPDATE SET digest = excluded.digest, pinned_at = excluded.pinned_at, pinned_by = excluded.pinned_by`,
+	unpin: 'DELETE FROM tag_pins WHERE registry = ? AND name = ? AND tag = ?',
+	getPin: `SELECT registry, name, tag, digest, pinned_at AS "pinnedAt", pinned_by AS "pinnedBy" FROM tag_pins
+		WHERE registry = ? AND name = ? AND tag = ?`,
+	listPins: 'SELECT registry, name, tag, digest, pinned_at AS "pinnedAt", pinned_by AS "pinnedBy" FROM tag_pins',
+	/** The least recently used cached manifest the quota may evict: not pinned, nor a child of a pinned index. */
+	leastRecentlyUsedCachedManifest: `SELECT digest, last_access AS "lastAccess" FROM manifests m WHERE pushed = 0
+		AND NOT EXISTS (SELECT 1 FROM tag_pins p WHERE p.digest = m.digest)
+		AND NOT EXISTS (SELECT 1 FROM manifest_references r JOIN tag_pins p ON p.digest = r.manifest_digest WHERE r.reference_digest = m.digest)
+		ORDER BY last_access, `, // + the digest in byte order, as each dialect spells it
 	markTagChecked: `UPDATE tags SET checked_at = ?
 		WHERE tag = ? AND repository_id = (SELECT id FROM repositories WHERE registry = ? AND name = ?)`,
 	linkManifest: 'INSERT INTO repository_manifests (repository_id, digest) VALUES (?, ?) ON CONFLICT DO NOTHING',
@@ -150,13 +172,14 @@ export function uploadParams(upload: {id: string; repo: {registry: string; name:
 	return [upload.id, upload.repo.registry, upload.repo.name, upload.now, upload.now];
 }
 
-export type TaggedRow = TagRecord & {mediaType: string; content: Buffer};
+export type TaggedRow = Omit<TagRecord, 'pinnedAt'> & {pinnedAt: number | null; mediaType: string; content: Buffer};
 
 export function toTagged(row: TaggedRow): TagRecord & {manifest: ManifestRecord} {
 	return {
 		digest: row.digest,
 		fetchedAt: row.fetchedAt,
 		checkedAt: row.checkedAt,
+		...(row.pinnedAt === null ? {} : {pinnedAt: row.pinnedAt}),
 		manifest: {digest: row.digest, mediaType: row.mediaType, content: row.content},
 	};
 }

@@ -15,6 +15,7 @@ import {type UpstreamConfig} from '../config/load.js';
 import {RegistryError, UpstreamError} from '../v2/errors.js';
 import {type UpstreamBody, losslessBody} from './body.js';
 import {CircuitBreaker} from './breaker.js';
+import {RateLimit} from './rate-limit.js';
 import {type AuthResponse, type AuthTransport, TokenAuth} from './token-auth.js';
 
 export type UpstreamResponse = {status: number; headers: IncomingHttpHeaders; body: Buffer};
@@ -51,8 +52,8 @@ export class UpstreamClient {
 	readonly #events: UpstreamEvents;
 	readonly #auth: TokenAuth;
 	readonly breaker = new CircuitBreaker();
-	/** The last `ratelimit-remaining` the upstream sent (Docker Hub: pulls left in its window). */
-	rateLimitRemaining: string | undefined;
+	/** The pull budget the upstream's answers announce (Docker Hub: ratelimit-* headers, Retry-After). */
+	readonly rateLimit = new RateLimit();
 	#lastSuccessAt = 0;
 	#lastFailure: {at: number; reason: string} | undefined;
 
@@ -235,11 +236,7 @@ export class UpstreamClient {
 
 	/** 5xx and 429 are the upstream's problem, never the client's: throw them as such. */
 	#checkServerSide(status: number, headers: IncomingHttpHeaders): void {
-		const remaining = headers['ratelimit-remaining'];
-		if (typeof remaining === 'string') {
-			this.rateLimitRemaining = remaining;
-		}
-
+		this.rateLimit.observe(status, headers);
 		if (status === 429) {
 			const retryAfter = headers['retry-after'];
 			throw new RegistryError('TOOMANYREQUESTS', {

@@ -7,6 +7,7 @@ import {ProxyManifests} from '../../src/proxy/manifests.js';
 import {type CachedTarget, NamespaceRouter} from '../../src/service/namespaces.js';
 import {type AccessRecorder} from '../../src/store/access.js';
 import {type UpstreamClient} from '../../src/upstream/client.js';
+import {RateLimit} from '../../src/upstream/rate-limit.js';
 import {silentLogger} from '../../src/util/log.js';
 import {RegistryError, UpstreamError} from '../../src/v2/errors.js';
 import {type Reference, parseDigest} from '../../src/v2/grammar.js';
@@ -38,6 +39,9 @@ class FakeRegistry {
 	/** Requests wait for this before answering. */
 	gate: Promise<void> | undefined;
 	readonly asked = deferred();
+	/** Rate-limit headers sent with every answer (Docker Hub's ratelimit-*), as the real client reads them. */
+	rateLimitHeaders: Record<string, string> = {};
+	readonly rateLimit = new RateLimit();
 
 	tag(tag: string, body: Buffer): string {
 		const digest = digestOf(body).value;
@@ -57,11 +61,12 @@ class FakeRegistry {
 
 		const body = this.manifests.get(url.slice(url.lastIndexOf('/') + 1));
 		const status = this.status ?? (body ? 200 : 404);
+		this.rateLimit.observe(status, this.rateLimitHeaders);
 		if (status !== 200 || !body) {
 			return {status, headers: {}, body: Buffer.alloc(0)};
 		}
 
-		const headers = {'docker-content-digest': this.announce ?? digestOf(body).value, 'content-type': OCI, 'content-length': String(body.length)};
+		const headers = {...this.rateLimitHeaders, 'docker-content-digest': this.announce ?? digestOf(body).value, 'content-type': OCI, 'content-length': String(body.length)};
 		return {status, headers, body: method === 'HEAD' ? Buffer.alloc(0) : body};
 	}
 }
@@ -75,10 +80,11 @@ type Harness = Stores & {
 	target(name?: string): CachedTarget;
 };
 
-async function harness(t: ExecutionContext, options: {offline?: boolean; revalidateTimeout?: string} = {}): Promise<Harness> {
+async function harness(t: ExecutionContext, options: {offline?: boolean; revalidateTimeout?: string; upstream?: Record<string, unknown>} = {}): Promise<Harness> {
 	t.timeout(60_000); // generous: a hang fails in a minute, a loaded machine does not
 	const stores = await openStores(t);
-	const config = parseConfig({upstreams: {'docker.io': {url: 'https://registry-1.docker.io', tag_ttl: `${TTL / 1000}s`, revalidate_timeout: options.revalidateTimeout ?? '10m', offline: options.offline ?? false}}, namespaces: [{prefix: '', upstream: 'docker.io'}]}, BASE);
+	const upstreamConfig = {url: 'https://registry-1.docker.io', tag_ttl: `${TTL / 1000}s`, revalidate_timeout: options.revalidateTimeout ?? '10m', offline: options.offline ?? false, ...options.upstream};
+	const config = parseConfig({upstreams: {'docker.io': upstreamConfig}, namespaces: [{prefix: '', upstream: 'docker.io'}]}, BASE);
 	const router = new NamespaceRouter(config);
 	const upstream = new FakeRegistry();
 	const clock = {now: T0};
@@ -308,4 +314,108 @@ test('a cached tag whose revalidation does not answer within revalidate_timeout 
 	t.is((await h.metadata.getTag({registry: 'docker.io', name: 'library/nginx'}, 'latest'))?.checkedAt, T0 + TTL);
 	await h.manifests.get(h.target(), latest);
 	t.is(h.upstream.calls.length, 2);
+});
+
+const NGINX = {registry: 'docker.io', name: 'library/nginx'};
+
+test('history: every digest the upstream names for a tag is recorded with when it was first and last seen', async t => {
+	const h = await harness(t);
+	const one = h.upstream.tag('latest', manifestBody('h1'));
+	await h.manifests.get(h.target(), latest);
+	h.clock.now = T0 + TTL + 1; // revalidated, unchanged: the sighting is extended
+	await h.manifests.get(h.target(), latest);
+	const two = h.upstream.tag('latest', manifestBody('h2'));
+	h.clock.now = T0 + 2 * TTL + 2;
+	await h.manifests.get(h.target(), latest);
+	h.upstream.tag('latest', manifestBody('h1')); // moved back: a new stretch, not the old one extended
+	h.clock.now = T0 + 3 * TTL + 3;
+	await h.manifests.get(h.target(), latest);
+	t.deepEqual(await h.metadata.tagHistory(NGINX, 'latest'), [
+		{digest: one, firstSeen: T0, lastSeen: T0 + TTL + 1},
+		{digest: two, firstSeen: T0 + 2 * TTL + 2, lastSeen: T0 + 2 * TTL + 2},
+		{digest: one, firstSeen: T0 + 3 * TTL + 3, lastSeen: T0 + 3 * TTL + 3},
+	]);
+});
+
+test('a pinned tag is served as its pinned digest without asking the upstream, whatever its age; unpinned it is revalidated again', async t => {
+	const h = await harness(t);
+	const one = h.upstream.tag('latest', manifestBody('p1'));
+	await h.manifests.get(h.target(), latest);
+	const two = h.upstream.tag('latest', manifestBody('p2'));
+	h.clock.now = T0 + TTL + 1;
+	await h.manifests.get(h.target(), latest); // moved to two
+	await h.metadata.pinTag(NGINX, 'latest', one, h.clock.now, 'test'); // pinned back at an older digest
+	const calls = h.upstream.calls.length;
+	h.clock.now = T0 + 10 * TTL;
+	const pinned = await h.manifests.get(h.target(), latest);
+	t.is(pinned.manifest.digest, one);
+	t.is(pinned.freshUntil, Number.POSITIVE_INFINITY, 'a pin holds until the store says otherwise');
+	t.is(h.upstream.calls.length, calls, 'no upstream request for a pinned tag');
+
+	t.true(await h.metadata.unpinTag(NGINX, 'latest'));
+	const after = await h.manifests.get(h.target(), latest);
+	t.is(after.manifest.digest, two);
+	t.deepEqual(h.upstream.calls.slice(calls), ['HEAD /v2/library/nginx/manifests/latest', 'GET /v2/library/nginx/manifests/latest']);
+});
+
+test('budget short: a cached tag that moved is served from the cache with a Warning and no GET; one the repository has is switched to; a miss still GETs', async t => {
+	const h = await harness(t, {upstream: {ratelimit_reserve: 10}});
+	const one = h.upstream.tag('latest', manifestBody('b1'));
+	h.upstream.rateLimitHeaders = {'ratelimit-limit': '100;w=21600', 'ratelimit-remaining': '9;w=21600', 'docker-ratelimit-source': '203.0.113.7'};
+	await h.manifests.get(h.target(), latest);
+	t.like(h.upstream.rateLimit.snapshot, {limit: 100, remaining: 9, windowSeconds: 21_600, source: '203.0.113.7'});
+
+	const two = h.upstream.tag('latest', manifestBody('b2'));
+	h.clock.now = T0 + TTL + 1;
+	const kept = await h.manifests.get(h.target(), latest);
+	t.is(kept.manifest.digest, one);
+	t.regex(kept.warning ?? '', new RegExp(`^299 - "stale: tag is at ${two} upstream; not fetched while the pull budget is short \\(9 left, reserve 10\\)`));
+	t.deepEqual(h.upstream.calls, ['GET /v2/library/nginx/manifests/latest', 'HEAD /v2/library/nginx/manifests/latest']);
+	t.deepEqual((await h.metadata.tagHistory(NGINX, 'latest')).map(entry => entry.digest), [one, two], 'the HEAD\'s digest is in the history');
+
+	// Within the TTL counted from that HEAD: a hit, no request.
+	t.is((await h.manifests.get(h.target(), latest)).manifest.digest, one);
+	t.is(h.upstream.calls.length, 2);
+
+	// The repository has the new digest already (pulled by digest): the tag moves to it without a GET.
+	await h.manifests.get(h.target(), {kind: 'digest', digest: parseDigest(two)});
+	h.clock.now = T0 + 2 * TTL + 2;
+	t.is((await h.manifests.get(h.target(), latest)).manifest.digest, two);
+	t.deepEqual(h.upstream.calls.slice(2), [`GET /v2/library/nginx/manifests/${two}`, 'HEAD /v2/library/nginx/manifests/latest']);
+
+	// A tag not cached is content the mirror does not have: the budget is spent on it.
+	h.upstream.tag('other', manifestBody('b3'));
+	await h.manifests.get(h.target(), {kind: 'tag', tag: 'other'});
+	t.is(h.upstream.calls.at(-1), 'GET /v2/library/nginx/manifests/other');
+
+	// Budget back above the reserve: a moved tag is fetched again.
+	h.upstream.rateLimitHeaders = {'ratelimit-remaining': '50;w=21600'};
+	const three = h.upstream.tag('latest', manifestBody('b4'));
+	h.clock.now = T0 + 3 * TTL + 3;
+	t.is((await h.manifests.get(h.target(), latest)).manifest.digest, three);
+	t.is(h.upstream.calls.at(-1), 'GET /v2/library/nginx/manifests/latest');
+});
+
+test('max_stale: a tag the upstream cannot confirm is served stale up to max_stale past its TTL, then the upstream\'s error is the answer', async t => {
+	const h = await harness(t, {upstream: {max_stale: '1h'}});
+	const digest = h.upstream.tag('latest', manifestBody('s1'));
+	await h.manifests.get(h.target(), latest);
+	h.upstream.failure = new RegistryError('TOOMANYREQUESTS', {message: 'upstream docker.io is rate-limiting', headers: {'Retry-After': '30'}});
+	h.clock.now = T0 + TTL + 3_600_000;
+	const stale = await h.manifests.get(h.target(), latest);
+	t.is(stale.manifest.digest, digest);
+	t.truthy(stale.warning);
+
+	h.clock.now = T0 + TTL + 3_600_001;
+	const error = await t.throwsAsync(h.manifests.get(h.target(), latest), {instanceOf: RegistryError});
+	t.is(error?.code, 'TOOMANYREQUESTS');
+	t.is(error?.status, 429);
+	t.deepEqual(error?.headers, {'Retry-After': '30'});
+	t.like(error?.detail, {upstream: 'docker.io', lastChecked: new Date(T0).toISOString(), staleSince: new Date(T0 + TTL).toISOString()});
+
+	h.upstream.failure = new UpstreamError('UNAVAILABLE', {message: 'upstream docker.io unreachable'});
+	const down = await t.throwsAsync(h.manifests.get(h.target(), latest), {instanceOf: RegistryError});
+	t.is(down?.code, 'UNAVAILABLE');
+	t.is(down?.status, 502);
+	t.regex(down?.message ?? '', /past max_stale/);
 });

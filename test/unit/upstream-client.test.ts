@@ -50,7 +50,7 @@ type Event = {method: string; kind: string; status: number};
 function client(url: string, credentials?: {username: string; password: string}, extra: Partial<UpstreamConfig> = {}) {
 	const events: Event[] = [];
 	const warnings: Array<{message: string; fields: Record<string, unknown>}> = [];
-	const config: UpstreamConfig = {name: 'up', url, tagTtlMs: 60_000, timeoutMs: 5000, revalidateTimeoutMs: 3000, offline: false, libraryPrefix: false, ...extra};
+	const config: UpstreamConfig = {name: 'up', url, tagTtlMs: 60_000, timeoutMs: 5000, revalidateTimeoutMs: 3000, ratelimitReserve: 0, offline: false, libraryPrefix: false, ...extra};
 	if (credentials) {
 		config.credentials = credentials;
 	}
@@ -328,7 +328,9 @@ test('429: TOOMANYREQUESTS with the upstream\'s Retry-After, not retried', async
 	t.is(error.code, 'TOOMANYREQUESTS');
 	t.is(error.status, 429);
 	t.deepEqual(error.headers, {'Retry-After': '17'});
-	t.is(upstream.rateLimitRemaining, '0;w=21600');
+	t.like(upstream.rateLimit.snapshot, {remaining: 0, windowSeconds: 21_600});
+	t.true(upstream.rateLimit.retryAfterSeconds() > 15, 'the Retry-After is remembered');
+	t.true(upstream.rateLimit.isShort(0), 'a running Retry-After makes the budget short');
 	t.is(registry.count(MANIFEST), 1);
 	t.is(upstream.breaker.state, 'closed');
 });

@@ -43,9 +43,7 @@ export function housekeeping(db: PostgresDb): Housekeeping {
 		},
 
 		async leastRecentlyUsedCachedManifest() {
-			return db.row(
-				'SELECT digest, last_access AS "lastAccess" FROM manifests WHERE pushed = 0 ORDER BY last_access, digest COLLATE "C" LIMIT 1',
-			);
+			return db.row(`${SQL.leastRecentlyUsedCachedManifest} digest COLLATE "C" LIMIT 1`);
 		},
 
 		async evictManifest(digest) {

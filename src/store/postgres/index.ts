@@ -6,18 +6,19 @@
  */
 import {randomBytes} from 'node:crypto';
 import type pg from 'pg';
-import {type Catalog, type Housekeeping, type MetadataStore, type ReadIndex, type UploadIndex, type WriteIndex} from '../metadata.js';
+import {type Catalog, type Housekeeping, type MetadataStore, type ReadIndex, type TagIndex, type UploadIndex, type WriteIndex} from '../metadata.js';
 import {PostgresDb} from './db.js';
 import {catalog} from './catalog.js';
 import {housekeeping} from './housekeeping.js';
 import {readIndex} from './read-index.js';
+import {tagIndex} from './tag-index.js';
 import {uploadIndex} from './uploads.js';
 import {writeIndex} from './write-index.js';
 
 /** The role methods: the role objects' own, assigned to the store in the constructor. */
 // The mixin pattern: the interface names the methods the constructor assigns (TypeScript's documented way to type mixins).
 // eslint-disable-next-line @typescript-eslint/no-unsafe-declaration-merging
-export interface PostgresMetadataStore extends ReadIndex, WriteIndex, UploadIndex, Housekeeping, Catalog {}
+export interface PostgresMetadataStore extends ReadIndex, WriteIndex, UploadIndex, Housekeeping, Catalog, TagIndex {}
 
 // eslint-disable-next-line @typescript-eslint/no-unsafe-declaration-merging
 export class PostgresMetadataStore implements MetadataStore {
@@ -27,7 +28,7 @@ export class PostgresMetadataStore implements MetadataStore {
 	private constructor(db: PostgresDb) {
 		this.#db = db;
 		this.pool = db.pool;
-		Object.assign(this, readIndex(db), writeIndex(db), uploadIndex(db), housekeeping(db), catalog(db));
+		Object.assign(this, readIndex(db), writeIndex(db), uploadIndex(db), housekeeping(db), catalog(db), tagIndex(db));
 	}
 
 	static async open(url: string): Promise<PostgresMetadataStore> {

@@ -36,9 +36,7 @@ export function housekeeping(db: SqliteDb): Housekeeping {
 		},
 
 		async leastRecentlyUsedCachedManifest() {
-			return db.statement(
-				'SELECT digest, last_access AS lastAccess FROM manifests WHERE pushed = 0 ORDER BY last_access, digest LIMIT 1',
-			).get() as {digest: string; lastAccess: number} | undefined;
+			return db.statement(`${SQL.leastRecentlyUsedCachedManifest} digest LIMIT 1`).get() as {digest: string; lastAccess: number} | undefined;
 		},
 
 		async evictManifest(digest) {

@@ -3,18 +3,19 @@
  * object per role of the MetadataStore interface over it.
  */
 import {randomBytes} from 'node:crypto';
-import {type Catalog, type Housekeeping, type MetadataStore, type ReadIndex, type UploadIndex, type WriteIndex} from '../metadata.js';
+import {type Catalog, type Housekeeping, type MetadataStore, type ReadIndex, type TagIndex, type UploadIndex, type WriteIndex} from '../metadata.js';
 import {SqliteDb} from './db.js';
 import {catalog} from './catalog.js';
 import {housekeeping} from './housekeeping.js';
 import {readIndex} from './read-index.js';
+import {tagIndex} from './tag-index.js';
 import {uploadIndex} from './uploads.js';
 import {writeIndex} from './write-index.js';
 
 /** The role methods: the role objects' own, assigned to the store in the constructor. */
 // The mixin pattern: the interface names the methods the constructor assigns (TypeScript's documented way to type mixins).
 // eslint-disable-next-line @typescript-eslint/no-unsafe-declaration-merging
-export interface SqliteMetadataStore extends ReadIndex, WriteIndex, UploadIndex, Housekeeping, Catalog {}
+export interface SqliteMetadataStore extends ReadIndex, WriteIndex, UploadIndex, Housekeeping, Catalog, TagIndex {}
 
 // eslint-disable-next-line @typescript-eslint/no-unsafe-declaration-merging
 export class SqliteMetadataStore implements MetadataStore {
@@ -22,7 +23,7 @@ export class SqliteMetadataStore implements MetadataStore {
 
 	constructor(file: string) {
 		this.#db = new SqliteDb(file);
-		Object.assign(this, readIndex(this.#db), writeIndex(this.#db), uploadIndex(this.#db), housekeeping(this.#db), catalog(this.#db));
+		Object.assign(this, readIndex(this.#db), writeIndex(this.#db), uploadIndex(this.#db), housekeeping(this.#db), catalog(this.#db), tagIndex(this.#db));
 	}
 
 	get schemaVersion(): number {
