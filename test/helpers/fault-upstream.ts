@@ -127,6 +127,16 @@ export type FaultUpstream = {
 	clearFault(match: FaultMatch): void;
 	clearFaults(): void;
 	/**
+	 * A Docker Hub-like pull budget, null to drop it: every manifest answer
+	 * carries `ratelimit-limit`, `ratelimit-remaining` (`N;w=21600`) and
+	 * `docker-ratelimit-source`; each manifest GET (not HEAD: Docker Hub does
+	 * not count those) spends one pull, and with none left a manifest GET is
+	 * answered 429 with `Retry-After`. `remaining` can be set again at any time.
+	 */
+	setRateLimit(budget: RateLimitBudget | null): void;
+	/** What is left of the budget (undefined without one). */
+	rateLimitRemaining(): number | undefined;
+	/**
 	 * Makes the token endpoint fail: answer `status` (500 ...), send a 200 that is
 	 * not JSON ('invalid-json') or JSON without a token ('no-token'); null restores it.
 	 */
@@ -139,6 +149,8 @@ export type FaultUpstream = {
 };
 
 export type TokenFault = number | 'invalid-json' | 'no-token';
+
+export type RateLimitBudget = {limit: number; remaining: number; source?: string; retryAfter?: number};
 
 type Rule = {match: FaultMatch; fault: Fault; methods?: string[]; remaining?: number};
 
@@ -244,6 +256,7 @@ export async function startFaultUpstream(options: FaultUpstreamOptions = {}): Pr
 	const cdnRequests: RecordedRequest[] = [];
 	let rules: Rule[] = [];
 	let tokenFault: TokenFault | null = null;
+	let budget: RateLimitBudget | null = null;
 	const hung = new Set<ServerResponse>();
 	/** Body bytes written per path (see bytesSent). */
 	const sent = new Map<string, number>();
@@ -556,6 +569,26 @@ export async function startFaultUpstream(options: FaultUpstreamOptions = {}): Pr
 			return;
 		}
 
+		if (resource === 'manifests' && budget) {
+			const spent = method === 'GET' && budget.remaining > 0;
+			const refused = method === 'GET' && budget.remaining === 0;
+			if (spent) {
+				budget.remaining--;
+			}
+
+			const counts = {
+				'ratelimit-limit': `${budget.limit};w=21600`,
+				'ratelimit-remaining': `${budget.remaining};w=21600`,
+				'docker-ratelimit-source': budget.source ?? '127.0.0.1',
+			};
+			if (refused) {
+				v2Error(res, 429, 'TOOMANYREQUESTS', {...common, ...counts, 'retry-after': String(budget.retryAfter ?? 3600)});
+				return;
+			}
+
+			Object.assign(common, counts);
+		}
+
 		if (resource === 'manifests') {
 			const digest = reference.includes(':') ? reference : tags.get(repo)?.get(reference);
 			const manifest = digest === undefined ? undefined : manifests.get(repo)?.get(digest);
@@ -663,6 +696,12 @@ export async function startFaultUpstream(options: FaultUpstreamOptions = {}): Pr
 		},
 		bytesSent(path?: string) {
 			return path === undefined ? [...sent.values()].reduce((sum, value) => sum + value, 0) : (sent.get(path) ?? 0);
+		},
+		setRateLimit(next) {
+			budget = next === null ? null : {...next};
+		},
+		rateLimitRemaining() {
+			return budget?.remaining;
 		},
 		resetCounts() {
 			sent.clear();
