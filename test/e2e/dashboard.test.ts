@@ -45,8 +45,15 @@ test('the dashboard in headless Chromium: 2,000 repositories listed, searched an
 	await pushIndex(upstream.url, 'library/tool', '2', index);
 	await pushImage(upstream.url, 'library/other', '1', amd64); // shares amd64's layers
 	const out = await tempDir('dashboard-pull-');
+	// The charts plot samples taken every 10 s; here one is taken after each step so they have points to draw.
+	const {history} = mirror.registry;
+	await history.sample();
 	await skopeoOk(['copy', '--all', '--src-tls-verify=false', `docker://${mirror.host}/tool:2`, `oci:${join(out, 'tool')}`]);
+	await history.sample();
 	await skopeoOk(['copy', '--src-tls-verify=false', `docker://${mirror.host}/other:1`, `oci:${join(out, 'other')}`]);
+	await history.sample();
+	await skopeoOk(['copy', '--all', '--src-tls-verify=false', `docker://${mirror.host}/tool:2`, `oci:${join(out, 'tool-again')}`]);
+	await history.sample();
 	await pushImage(mirror.url, 'private/kept', '1', await buildImage());
 	seedRepositories(mirror.dataDir, 2000);
 
@@ -65,6 +72,7 @@ test('the dashboard in headless Chromium: 2,000 repositories listed, searched an
 	}
 
 	t.regex(visibleText(overview), /Hit ratio \d+\.\d%/);
+	t.regex(overview, /<figure class="chart" id="chart-bytes">[\s\S]*?<polyline[^>]*stroke="#1f5fa8"/, 'bytes served are drawn');
 	await shot('1-overview');
 
 	// The list: 2,003 repositories, 50 a page, sorted; the next page by its link.
@@ -91,7 +99,7 @@ test('the dashboard in headless Chromium: 2,000 repositories listed, searched an
 	t.regex(page, /seed\/app-1234 cached from docker\.io 1 235\.0 MiB/);
 	await shot('3-search');
 	await browser.goto(`${mirror.url}/dashboard/repositories?q=tool&kind=cached`);
-	t.regex(await text(), /1 repository matching “tool”.* library\/tool cached from docker\.io 1 [\d.]+ (KiB|MiB) \d{4}-\d\d-\d\d \d\d:\d\d:\d\d 3 page/);
+	t.regex(await text(), /1 repository matching “tool”.* library\/tool cached from docker\.io 1 [\d.]+ (KiB|MiB) \d{4}-\d\d-\d\d \d\d:\d\d:\d\d 6 page/);
 
 	// The repository and the image: its platforms, then one platform's layers and who shares them.
 	t.is(await browser.goto(`${mirror.url}/dashboard/repository?name=tool`), 200);
