@@ -233,6 +233,8 @@ test('pull budget: under the reserve cached tags are only checked with HEADs; on
 	t.is(sample(metrics, 'registry_mirror_upstream_ratelimit_remaining', 'fault'), 0);
 	t.true((sample(metrics, 'registry_mirror_upstream_ratelimit_retry_after_seconds', 'fault') ?? 0) > 1700);
 	t.is(sample(metrics, 'registry_mirror_upstream_up', 'fault'), 1, 'a 429 does not open the circuit');
+	const page = await (await fetch(`${mirror.url}/`)).text();
+	t.regex(page, /0 of 100 per 6 h \(reserve 5: short, cached tags checked with HEADs only\), 429: retry in \d+ s, source 203\.0\.113\.9/, 'the dashboard shows the budget');
 
 	// Cached tags keep being served past their TTL, with no upstream GET (HEADs are free and still answered).
 	await sleep(TTL_MS + 100);

@@ -65,6 +65,22 @@ export function upstreamHealth(upstream: UpstreamHealth, now = Date.now()): stri
 }
 
 /** The overview's own sections, then the panels other features add (panels.ts). */
+/** `7 of 100 per 6 h (reserve 20), 429: retry in 30 s, source 203.0.113.9`, or `not reported`. */
+function pullBudget(upstream: UpstreamHealth): string {
+	const budget = upstream.rateLimit;
+	if (budget?.remaining === undefined && !budget?.retryAfterSeconds) {
+		return 'not reported';
+	}
+
+	const window = budget.windowSeconds === undefined ? '' : ` per ${budget.windowSeconds % 3600 === 0 ? `${budget.windowSeconds / 3600} h` : `${budget.windowSeconds} s`}`;
+	return [
+		`${budget.remaining ?? '?'}${budget.limit === undefined ? '' : ` of ${budget.limit}`}${window}`,
+		budget.reserve > 0 ? ` (reserve ${budget.reserve}${budget.short ? ': short, cached tags checked with HEADs only' : ''})` : '',
+		budget.retryAfterSeconds > 0 ? `, 429: retry in ${budget.retryAfterSeconds} s` : '',
+		budget.source === undefined ? '' : `, source ${budget.source}`,
+	].join('');
+}
+
 export function overviewSections(data: DashboardData, samples: Sample[]): Section[] {
 	const saved = Math.max(0, data.servedBytes - data.fetchedBytes);
 	const disk = data.maxSize ? `${formatBytes(data.cachedBytes)} of ${formatBytes(data.maxSize)} (${percent(data.cachedBytes, data.maxSize)})` : `${formatBytes(data.cachedBytes)} (no quota)`;
@@ -72,7 +88,7 @@ export function overviewSections(data: DashboardData, samples: Sample[]): Sectio
 		html`${upstream.name}`,
 		html`${upstream.url}`,
 		html`<span class="${upstream.offline || (upstream.state === 'closed' && upstream.reachable) ? 'ok' : 'bad'}">${upstreamHealth(upstream)}</span>`,
-		html`${upstream.rateLimitRemaining ?? 'not reported'}`,
+		html`<span class="${upstream.rateLimit?.short ? 'bad' : 'ok'}">${pullBudget(upstream)}</span>`,
 	]);
 	const topRows = data.topImages.map(image => [html`${image.repository}`, html`${image.pulls}`]);
 	const pushRows = data.recentPushes.map(push => [
@@ -93,7 +109,7 @@ export function overviewSections(data: DashboardData, samples: Sample[]): Sectio
 </div>`,
 		},
 		{id: 'history', title: 'Over time', body: charts(samples)},
-		{id: 'upstreams-section', title: 'Upstreams', body: table(['name', 'url', 'health', 'rate limit remaining'], upstreamRows, 'no upstreams', 'upstreams')},
+		{id: 'upstreams-section', title: 'Upstreams', body: table(['name', 'url', 'health', 'pull budget (rate limit)'], upstreamRows, 'no upstreams', 'upstreams')},
 		{id: 'top-images-section', title: 'Top images', body: table(['repository', 'pulls'], topRows, 'no pulls yet', 'top-images')},
 		{id: 'recent-pushes-section', title: 'Recent pushes', body: table(['image', 'digest', 'by', 'when'], pushRows, 'no pushes yet', 'recent-pushes')},
 	];
