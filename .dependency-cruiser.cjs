@@ -9,6 +9,7 @@ const LAYERS = [
 	['store', 'upstream', 'ops', 'auth'], // drivers and clients
 	['fill'], // blob layers: stored blobs, single-flight upstream fills
 	['cluster', 'service'], // the cluster layer; namespaces and the read-service contract
+	['policy'], // the signature policy: which manifests a namespace may serve
 	['proxy', 'local'], // pull-through and local-namespace services
 	['compose', 'http'], // the composition root; the HTTP edge (the only place Koa is known)
 	['cli'], // commands

@@ -25,6 +25,8 @@ import {ProxyManifests} from '../proxy/manifests.js';
 import {ProxyService} from '../proxy/service.js';
 import {TagControl} from '../proxy/tag-control.js';
 import {NamespaceRouter, clientName} from '../service/namespaces.js';
+import {signatureSource} from '../proxy/signatures.js';
+import {SignaturePolicy} from '../policy/signature-policy.js';
 import {Purger} from '../service/purge.js';
 import {AccessRecorder} from '../store/access.js';
 import {type BlobStore} from '../store/blob-store.js';
@@ -179,11 +181,12 @@ export async function openRegistry(config: Config, log: Logger, options: Registr
 		? {blobs: new ClusterBlobs(fills, {coordinator, peers: new Peers(coordinator.clusterKey), content: blobs, log}), key: coordinator.clusterKey}
 		: undefined;
 	const source: BlobSource = cluster?.blobs ?? fills;
-	const manifests = new ProxyManifests({
+	const manifests: ProxyManifests = new ProxyManifests({
 		metadata,
 		upstream,
 		access,
 		log,
+		admit: async (target, manifest): Promise<void> => policy.admit(target, manifest),
 		onResult: (name, outcome) => {
 			metrics.cache.inc({kind: 'manifest', outcome, upstream: name});
 			if (outcome === 'stale') {
@@ -193,6 +196,10 @@ export async function openRegistry(config: Config, log: Logger, options: Registr
 	});
 	const namespaces = new NamespaceRouter(config);
 	const proxyBlobs = new ProxyBlobs({source, upstream, onResult: (name, outcome) => metrics.cache.inc({kind: 'blob', outcome, upstream: name})});
+	const policy: SignaturePolicy = new SignaturePolicy(signatureSource({manifests, blobs: proxyBlobs, metadata, upstream}), (name, decision) => {
+		metrics.policyDecisions.inc({upstream: name, decision});
+		metrics.recordDecision(name, decision);
+	});
 	return {
 		config,
 		log,

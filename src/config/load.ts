@@ -1,3 +1,4 @@
+import {type KeyObject, createPublicKey} from 'node:crypto';
 import {readFileSync, existsSync} from 'node:fs';
 import {availableParallelism} from 'node:os';
 import path from 'node:path';
@@ -26,7 +27,11 @@ export type UpstreamConfig = {
 	credentials?: {username: string; password: string};
 	/** Docker Hub puts single-segment names under library/. */
 	libraryPrefix: boolean;
+	policy?: SignaturePolicyConfig;
 };
+
+/** `policy.require_signature`: manifests are served only with a signature by one of these keys. */
+export type SignaturePolicyConfig = {keys: Array<{file: string; key: KeyObject}>};
 
 export type S3Config = {
 	endpoint: string;
@@ -41,7 +46,7 @@ export type S3Config = {
 	partSize: number;
 };
 
-export type NamespaceRule = {prefix: string; local: true} | {prefix: string; upstream: string};
+export type NamespaceRule = {prefix: string; local: true} | {prefix: string; upstream: string; policy?: SignaturePolicyConfig};
 
 export type Config = {
 	listen: {host: string; port: number};
@@ -120,6 +125,31 @@ function isRecord(value: unknown): value is Record<string, unknown> {
 	return typeof value === 'object' && value !== null && !Array.isArray(value);
 }
 
+/** The public keys of a `policy` block, read now: a file that is not a PEM public key is a config error naming it. */
+function loadPolicy(raw: {require_signature?: {keys: string[]}} | undefined, at: string, resolve: (file: string) => string): SignaturePolicyConfig | undefined {
+	if (!raw?.require_signature) {
+		return undefined;
+	}
+
+	return {
+		keys: raw.require_signature.keys.map((entry, index) => {
+			const file = resolve(entry);
+			try {
+				const key = createPublicKey(readFileSync(file));
+				if (!['ec', 'rsa', 'ed25519'].includes(key.asymmetricKeyType ?? '')) {
+					throw new Error(`unsupported key type ${key.asymmetricKeyType}`);
+				}
+
+				return {file, key};
+			} catch (error) {
+				const code = (error as NodeJS.ErrnoException).code;
+				const reason = code === 'ENOENT' ? 'file not found' : `not a PEM public key (${oneLine((error as Error).message)})`;
+				throw new ConfigError(`config: ${at}.policy.require_signature.keys.${index}: ${reason}: ${file}`);
+			}
+		}),
+	};
+}
+
 function isDockerHub(name: string, url: string): boolean {
 	return name === 'docker.io' || /(^|\.)docker\.io$/.test(new URL(url).hostname);
 }
@@ -152,6 +182,7 @@ export function parseConfig(document: unknown, baseDir: string, env: Environment
 			offline: entry.offline,
 			credentials: entry.username === undefined ? undefined : {username: entry.username, password: entry.password ?? ''},
 			libraryPrefix: isDockerHub(name, entry.url),
+			policy: loadPolicy(entry.policy, `upstreams.${name}`, resolve),
 		});
 	}
 
@@ -167,7 +198,9 @@ export function parseConfig(document: unknown, baseDir: string, env: Environment
 		memoryCache: {maxBytes: raw.memory_cache.max_size, maxItemBytes: raw.memory_cache.max_item_size},
 		logFormat: raw.log.format,
 		upstreams,
-		namespaces: raw.namespaces,
+		namespaces: raw.namespaces.map((rule, index) =>
+			'upstream' in rule ? {prefix: rule.prefix, upstream: rule.upstream, policy: loadPolicy(rule.policy, `namespaces.${index}`, resolve)} : rule,
+		),
 		notifications: raw.notifications.endpoints.map((entry, index) => ({
 			name: entry.name ?? `endpoint-${index + 1}`,
 			url: entry.url,

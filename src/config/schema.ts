@@ -66,6 +66,11 @@ const prefix = z.string().transform((value, context) => {
 	return trimmed;
 });
 
+/** `policy: {require_signature: {keys: [./keys/cosign.pub]}}`: PEM public key files, relative to the config file. */
+const policy = z.strictObject({
+	require_signature: z.strictObject({keys: z.array(z.string().min(1)).min(1, 'at least one key file')}).optional(),
+});
+
 const upstream = z.strictObject({
 	url: httpUrl,
 	tag_ttl: duration.default(5 * 60_000),
@@ -81,6 +86,7 @@ const upstream = z.strictObject({
 	max_stale: duration.optional(),
 	/** Below this ratelimit-remaining, manifest GETs (what Docker Hub counts) are spent only on content not cached. */
 	ratelimit_reserve: z.number().int().min(0).default(0),
+	policy: policy.optional(),
 });
 
 const endpoint = z.strictObject({
@@ -122,7 +128,7 @@ const postgresUrl = z.string().refine(value => {
 
 const namespace = z.union([
 	z.strictObject({prefix: z.string(), local: z.literal(true)}),
-	z.strictObject({prefix: z.string(), upstream: z.string().min(1)}),
+	z.strictObject({prefix: z.string(), upstream: z.string().min(1), policy: policy.optional()}),
 ]);
 
 export const configSchema = z

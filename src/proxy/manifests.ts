@@ -42,6 +42,8 @@ export type ProxyManifestDeps = {
 	access: AccessRecorder;
 	log: Logger;
 	now?: () => number;
+	/** The signature policy (policy/): throws DENIED when this manifest may not be served to this target. */
+	admit?: (target: CachedTarget, manifest: ManifestRecord) => Promise<void>;
 	/** hit, miss (fetched), revalidated (HEAD said unchanged), stale (served because the upstream failed). */
 	onResult?: (upstream: string, outcome: 'hit' | 'miss' | 'revalidated' | 'stale') => void;
 };
@@ -51,12 +53,23 @@ export class ProxyManifests {
 	readonly #inflight = new SingleFlight<string, ManifestResult>();
 	readonly #missing = new LRUCache<string, RegistryError>({max: 10_000, ttl: NEGATIVE_TTL_MS, perf: {now: () => this.#now()}});
 	readonly #now: () => number;
+	/** Fetched manifests the policy admitted before they were stored. */
+	readonly #admitted = new WeakSet<ManifestRecord>();
 
 	constructor(private readonly deps: ProxyManifestDeps) {
 		this.#now = deps.now ?? Date.now;
 	}
 
 	async get(target: CachedTarget, reference: Reference): Promise<ManifestResult> {
+		const result = await this.#get(target, reference);
+		if (this.deps.admit && !this.#admitted.has(result.manifest)) {
+			await this.deps.admit(target, result.manifest);
+		}
+
+		return result;
+	}
+
+	async #get(target: CachedTarget, reference: Reference): Promise<ManifestResult> {
 		// A cached digest, or a tag within its TTL, needs no coordination.
 		const tagged = reference.kind === 'tag' ? await this.deps.metadata.getTaggedManifest(target.repo, reference.tag) : undefined;
 		const quick =
@@ -264,6 +277,11 @@ export class ProxyManifests {
 	}
 
 	async #store(target: CachedTarget, {manifest, references}: Fetched, tag?: string): Promise<void> {
+		if (this.deps.admit) {
+			await this.deps.admit(target, manifest); // before anything of a denied image is stored
+			this.#admitted.add(manifest);
+		}
+
 		await this.deps.metadata.putManifest({repo: target.repo, manifest, tag, pushed: false, references, now: this.#now()});
 	}
 

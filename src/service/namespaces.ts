@@ -6,7 +6,7 @@
  *   3. the `namespaces` rules, by prefix.
  * Docker Hub's single-segment names get `library/`.
  */
-import {type Config, type UpstreamConfig} from '../config/load.js';
+import {type Config, type SignaturePolicyConfig, type UpstreamConfig} from '../config/load.js';
 import {LOCAL_REGISTRY, type RepoKey} from '../store/metadata.js';
 import {RegistryError} from '../v2/errors.js';
 import {isValidName} from '../v2/grammar.js';
@@ -19,6 +19,8 @@ export type CachedTarget = {
 	repo: RepoKey;
 	/** The name as the client asked for it (for Link headers). */
 	clientName: string;
+	/** Signature policy: the matching namespace rule's, else the upstream's. */
+	policy?: SignaturePolicyConfig;
 };
 
 export type LocalTarget = {kind: 'local'; repo: RepoKey; clientName: string};
@@ -55,7 +57,7 @@ export class NamespaceRouter {
 					return {kind: 'local', repo: {registry: LOCAL_REGISTRY, name}, clientName: name};
 				}
 
-				return this.#cached(this.config.upstreams.get(rule.upstream)!, name, name);
+				return this.#cached(this.config.upstreams.get(rule.upstream)!, name, name, rule.policy);
 			}
 		}
 
@@ -67,13 +69,13 @@ export class NamespaceRouter {
 		return clientName(repo, this.config.namespaces);
 	}
 
-	#cached(upstream: UpstreamConfig, name: string, clientName: string): CachedTarget {
+	#cached(upstream: UpstreamConfig, name: string, clientName: string, policy = upstream.policy): CachedTarget {
 		const remoteName = upstream.libraryPrefix && !name.includes('/') ? `library/${name}` : name;
 		if (!isValidName(remoteName)) {
 			throw new RegistryError('NAME_INVALID', {detail: {name: remoteName}});
 		}
 
-		return {kind: 'cached', upstream, remoteName, repo: {registry: upstream.name, name: remoteName}, clientName};
+		return {kind: 'cached', upstream, remoteName, repo: {registry: upstream.name, name: remoteName}, clientName, ...(policy ? {policy} : {})};
 	}
 }
 
