@@ -7,7 +7,8 @@
 import {type MirrorContext} from '../state.js';
 import {type DashboardDeps} from './deps.js';
 import {type Section} from './layout.js';
+import {policyPanel} from './policy.js';
 
 export type Panel = (ctx: MirrorContext, deps: DashboardDeps) => Promise<Section | undefined>;
 
-export const OVERVIEW_PANELS: readonly Panel[] = [];
+export const OVERVIEW_PANELS: readonly Panel[] = [policyPanel];
