@@ -61,11 +61,12 @@ test('policy.require_signature: unsigned, wrong-key and misnamed images are DENI
 	t.not(refused.code, 0);
 	t.regex(refused.stderr, /denied: no signature by a trusted key for sha256:/);
 
-	// Nothing of a denied image is in the store: no manifest, no tag, no blob.
+	// Nothing of a denied image is in the store: no manifest, no tag, no blob (only a signature that was found and refused).
 	const {metadata} = mirror.registry;
 	for (const {repo, image} of cases) {
 		t.is(await metadata.getManifest(image.digest), undefined, `${repo} manifest not cached`);
-		t.deepEqual(await metadata.listTags({registry: 'docker.io', name: `library/${repo}`}), [], `${repo} no tag`);
+		const signatureTags = repo === 'unsigned' ? [] : [`${image.digest.replace(':', '-')}.sig`];
+		t.deepEqual(await metadata.listTags({registry: 'docker.io', name: `library/${repo}`}), signatureTags, `${repo}: no image tag`);
 		for (const blob of [image.config, ...image.layers]) {
 			t.is(await metadata.getBlobFor({registry: 'docker.io', name: `library/${repo}`}, blob.digest), undefined, `${repo} blob ${blob.digest} not cached`);
 		}
