@@ -196,10 +196,9 @@ export async function openRegistry(config: Config, log: Logger, options: Registr
 	});
 	const namespaces = new NamespaceRouter(config);
 	const proxyBlobs = new ProxyBlobs({source, upstream, onResult: (name, outcome) => metrics.cache.inc({kind: 'blob', outcome, upstream: name})});
-	const policy: SignaturePolicy = new SignaturePolicy(signatureSource({manifests, blobs: proxyBlobs, metadata, upstream}), (name, decision) => {
-		metrics.policyDecisions.inc({upstream: name, decision});
-		metrics.recordDecision(name, decision);
-	});
+	const policy: SignaturePolicy = new SignaturePolicy(signatureSource({manifests, blobs: proxyBlobs, metadata, upstream}), (name, decision) =>
+		metrics.policyDecisions.inc({upstream: name, decision}),
+	);
 	return {
 		config,
 		log,

@@ -126,13 +126,14 @@ function isRecord(value: unknown): value is Record<string, unknown> {
 }
 
 /** The public keys of a `policy` block, read now: a file that is not a PEM public key is a config error naming it. */
-function loadPolicy(raw: {require_signature?: {keys: string[]}} | undefined, at: string, resolve: (file: string) => string): SignaturePolicyConfig | undefined {
+function policyOf(raw: {require_signature?: {keys: string[]}} | undefined, at: string, resolve: (file: string) => string): {policy?: SignaturePolicyConfig} {
 	if (!raw?.require_signature) {
-		return undefined;
+		return {};
 	}
 
 	return {
-		keys: raw.require_signature.keys.map((entry, index) => {
+		policy: {
+			keys: raw.require_signature.keys.map((entry, index) => {
 			const file = resolve(entry);
 			try {
 				const key = createPublicKey(readFileSync(file));
@@ -147,6 +148,7 @@ function loadPolicy(raw: {require_signature?: {keys: string[]}} | undefined, at:
 				throw new ConfigError(`config: ${at}.policy.require_signature.keys.${index}: ${reason}: ${file}`);
 			}
 		}),
+		},
 	};
 }
 
@@ -182,7 +184,7 @@ export function parseConfig(document: unknown, baseDir: string, env: Environment
 			offline: entry.offline,
 			credentials: entry.username === undefined ? undefined : {username: entry.username, password: entry.password ?? ''},
 			libraryPrefix: isDockerHub(name, entry.url),
-			policy: loadPolicy(entry.policy, `upstreams.${name}`, resolve),
+			...policyOf(entry.policy, `upstreams.${name}`, resolve),
 		});
 	}
 
@@ -199,7 +201,7 @@ export function parseConfig(document: unknown, baseDir: string, env: Environment
 		logFormat: raw.log.format,
 		upstreams,
 		namespaces: raw.namespaces.map((rule, index) =>
-			'upstream' in rule ? {prefix: rule.prefix, upstream: rule.upstream, policy: loadPolicy(rule.policy, `namespaces.${index}`, resolve)} : rule,
+			'upstream' in rule ? {prefix: rule.prefix, upstream: rule.upstream, ...policyOf(rule.policy, `namespaces.${index}`, resolve)} : rule,
 		),
 		notifications: raw.notifications.endpoints.map((entry, index) => ({
 			name: entry.name ?? `endpoint-${index + 1}`,

@@ -45,14 +45,6 @@ export class Metrics {
 	readonly fillResumes = this.#counter('registry_mirror_fill_resumes_total', 'Upstream blob bodies that broke and were resumed with a Range request', ['upstream']);
 	readonly staleServed = this.#counter('registry_mirror_stale_served_total', 'Manifests served stale because the upstream failed', ['upstream']);
 	readonly policyDecisions = this.#counter('registry_mirror_policy_decisions_total', 'Signature policy decisions on manifests served (allowed, denied)', ['upstream', 'decision']);
-	/** Policy decisions per upstream since start, for the dashboard. */
-	readonly decisions = new Map<string, {allowed: number; denied: number}>();
-
-	recordDecision(upstream: string, decision: 'allowed' | 'denied'): void {
-		const entry = this.decisions.get(upstream) ?? {allowed: 0, denied: 0};
-		entry[decision]++;
-		this.decisions.set(upstream, entry);
-	}
 
 	/** A counter in this registry. */
 	#counter<L extends string>(name: string, help: string, labelNames: readonly L[]): client.Counter<L> {
