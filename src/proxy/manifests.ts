@@ -144,6 +144,7 @@ export class ProxyManifests {
 
 		if (known && this.#budgetShort(target)) {
 			// Another repository brought these bytes in (verified by digest): no counted GET for them now.
+			await this.#admit(target, known);
 			await this.deps.metadata.putManifest({repo: target.repo, manifest: known, pushed: false, now: this.#now()});
 			this.deps.onResult?.(target.upstream.name, 'hit');
 			return {manifest: known, freshUntil: FOREVER};
@@ -223,6 +224,7 @@ export class ProxyManifests {
 		const now = this.#now();
 		const known = current === undefined ? undefined : await this.deps.metadata.getRepoManifest(target.repo, current);
 		if (known) {
+			await this.#admit(target, known);
 			await this.deps.metadata.putManifest({repo: target.repo, manifest: known, tag, pushed: false, now});
 			this.deps.access.touch('manifest', known.digest);
 			this.deps.onResult?.(target.upstream.name, 'revalidated');
@@ -276,12 +278,16 @@ export class ProxyManifests {
 		return {manifest: {digest, mediaType, content}, references};
 	}
 
-	async #store(target: CachedTarget, {manifest, references}: Fetched, tag?: string): Promise<void> {
+	/** The signature policy's check, before a manifest is stored or linked here; get() then does not ask again. */
+	async #admit(target: CachedTarget, manifest: ManifestRecord): Promise<void> {
 		if (this.deps.admit) {
-			await this.deps.admit(target, manifest); // before anything of a denied image is stored
+			await this.deps.admit(target, manifest);
 			this.#admitted.add(manifest);
 		}
+	}
 
+	async #store(target: CachedTarget, {manifest, references}: Fetched, tag?: string): Promise<void> {
+		await this.#admit(target, manifest); // before anything of a denied image is stored
 		await this.deps.metadata.putManifest({repo: target.repo, manifest, tag, pushed: false, references, now: this.#now()});
 	}
 

@@ -73,7 +73,7 @@ function fakeSource(entries: Array<ReturnType<typeof signatureImage> & {tag?: st
 function target(policy = true): CachedTarget {
 	return {
 		kind: 'cached',
-		upstream: {name: 'docker.io', url: 'http://127.0.0.1:1', tagTtlMs: 1, timeoutMs: 1, revalidateTimeoutMs: 1, offline: false, libraryPrefix: true},
+		upstream: {name: 'docker.io', url: 'http://127.0.0.1:1', tagTtlMs: 1, timeoutMs: 1, revalidateTimeoutMs: 1, offline: false, libraryPrefix: true, ratelimitReserve: 0},
 		remoteName: 'library/app',
 		repo: {registry: 'docker.io', name: 'library/app'},
 		clientName: 'app',
