@@ -107,7 +107,7 @@ export async function parallelDownload(url: string, clients: number, opts: {head
 	return {wallMs, bytes, mbps: bytes / wallMs / 1000, downloads};
 }
 
-export type WrkResult = {rps: number; p50Ms: number; p99Ms: number; requests: number; non2xx: number; socketErrors: string; raw: string};
+export type WrkResult = {rps: number; p50Ms: number; p90Ms: number; p99Ms: number; requests: number; non2xx: number; socketErrors: string; raw: string};
 
 function toMs(text: string | undefined): number {
 	const match = /^([\d.]+)(us|ms|s|m)$/.exec(text ?? '');
@@ -154,6 +154,7 @@ export async function wrk(url: string, opts: {headers?: Headers; seconds: number
 	return {
 		rps,
 		p50Ms: toMs(/^\s+50%\s+(\S+)/m.exec(out)?.[1]),
+		p90Ms: toMs(/^\s+90%\s+(\S+)/m.exec(out)?.[1]),
 		p99Ms: toMs(/^\s+99%\s+(\S+)/m.exec(out)?.[1]),
 		requests,
 		non2xx,

@@ -22,6 +22,7 @@
  *   BENCH_MIXED_SECONDS=30 duration of the mixed load (wrk, a Lua script cycling through a list of paths)
  *   BENCH_MIXED_CONNECTIONS=200
  *   BENCH_MIXED_RUNS=3     runs of the mixed load (default BENCH_RUNS)
+ *   BENCH_MIXED_LISTS=0    no tags/list requests in the mixed load (default: 1 in 100)
  *   BENCH_SKIP_MIXED=1     skip the mixed load
  *   BENCH_COLD_BLOBS=1000  4 KiB blobs asked for once each (cold) during the mixed load
  *   BENCH_COLD_TAGS=200    tags asked for once each (cold) during the mixed load
@@ -44,6 +45,7 @@
  *   BENCH_QUIET_BUDGET_S=300  most time spent waiting for that, over the whole run
  */
 import {execFileSync, spawn} from 'node:child_process';
+import {Agent, get as httpGet} from 'node:http';
 import {readdirSync, readFileSync, rmSync, writeFileSync} from 'node:fs';
 import {mkdir} from 'node:fs/promises';
 import {arch, release, setPriority, totalmem} from 'node:os';
@@ -118,6 +120,7 @@ const MIXED_S = num('BENCH_MIXED_SECONDS', QUICK ? 5 : 30);
 const MIXED_CONNECTIONS = num('BENCH_MIXED_CONNECTIONS', 200);
 const MIXED_RUNS = Math.max(1, num('BENCH_MIXED_RUNS', RUNS));
 const SKIP_MIXED = env['BENCH_SKIP_MIXED'] === '1';
+const MIXED_LISTS = env['BENCH_MIXED_LISTS'] !== '0';
 const COLD_BLOBS = num('BENCH_COLD_BLOBS', QUICK ? 200 : 1000);
 const COLD_TAGS = num('BENCH_COLD_TAGS', QUICK ? 50 : 200);
 /** Processes of the mirror with `workers: auto` (one per core), of nginx and of the node:http yardstick. */
@@ -163,6 +166,10 @@ type Figures = {
 	idleAfter: number[];
 	mixedRps: number[];
 	mixedP99: number[];
+	mixedP50: number[];
+	/** Latencies (ms) of one-at-a-time probe requests of each kind during the mixed load. */
+	mixedProbe: Record<string, number[]>;
+	mixedP90: number[];
 	mixedRssMiB: number[];
 	mixedErrors: number[];
 	/** Cold blobs + tags the mixed load got from upstream (per run). */
@@ -194,6 +201,9 @@ function figures(): Figures {
 		idleAfter: [],
 		mixedRps: [],
 		mixedP99: [],
+		mixedP50: [],
+		mixedProbe: {},
+		mixedP90: [],
 		mixedRssMiB: [],
 		mixedErrors: [],
 		mixedUpstream: [],
@@ -436,6 +446,24 @@ async function measureNginx(ctx: Ctx): Promise<void> {
 			);
 		}
 
+		if (!SKIP_MIXED) {
+			// The warm part of the mixed load as static files: is the client or the machine the limit at this many connections?
+			log(`nginx: ${MIXED_CONNECTIONS} connections for ${MIXED_S} s over the 64 KiB layers and the manifest`);
+			const paths = Array.from({length: 100}, (_, i) => (i % 2 === 0 ? '/manifest' : smallPaths[i % smallPaths.length]!));
+			const poller = new TreeRssPoller(() => nginx.server.pid);
+			const w = await q('nginx mixed (warm part)', async () => wrk(nginx.url, {seconds: MIXED_S, connections: MIXED_CONNECTIONS, paths, timeoutS: 10}));
+			f.mixedRssMiB.push(poller.stop() / 1024);
+			f.mixedErrors.push(w.non2xx + socketErrorCount(w.socketErrors));
+			if (Number.isFinite(w.rps)) {
+				f.mixedRps.push(w.rps);
+				f.mixedP99.push(w.p99Ms);
+				f.mixedP50.push(w.p50Ms);
+				f.mixedP90.push(w.p90Ms);
+			}
+
+			log(`nginx: ${fmt(w.rps)} req/s, p50/p90/p99 ${fmt(w.p50Ms, 1)}/${fmt(w.p90Ms, 1)}/${fmt(w.p99Ms, 1)} ms`);
+		}
+
 		if (!SKIP_HERD) {
 			log(`nginx: herd of ${HERD}`);
 			const herdPoller = new TreeRssPoller(() => nginx.server.pid);
@@ -565,14 +593,57 @@ async function withInstance(which: Which, ctx: Ctx, name: string, body: (server:
 	return poller.peakKiB;
 }
 
+/**
+ * While `during` runs, asks for one path of each kind in turn, one at a time
+ * on a keep-alive connection of its own, and times them: which kind of request
+ * the load's latency comes from (wrk gives one histogram for all).
+ */
+async function probeLatencies<T>(baseUrl: string, kinds: Record<string, string>, headers: Record<string, string>, during: Promise<T>): Promise<{result: T; byKind: Record<string, number[]>}> {
+	const agent = new Agent({keepAlive: true, maxSockets: 1});
+	const byKind: Record<string, number[]> = Object.fromEntries(Object.keys(kinds).map(kind => [kind, []]));
+	let done = false;
+	const loop = (async () => {
+		while (!done) {
+			for (const [kind, path] of Object.entries(kinds)) {
+				const started = performance.now();
+				const ok = await new Promise<boolean>(resolve => {
+					const req = httpGet(`${baseUrl}${path}`, {agent, headers}, res => {
+						res.resume();
+						res.once('end', () => resolve(res.statusCode === 200));
+						res.once('error', () => resolve(false));
+					});
+					req.once('error', () => resolve(false));
+				});
+				if (ok && !done) {
+					byKind[kind]!.push(performance.now() - started);
+				}
+			}
+
+			await sleep(20);
+		}
+	})();
+	try {
+		return {result: await during, byKind};
+	} finally {
+		done = true;
+		await loop;
+		agent.destroy();
+	}
+}
+
+function percentile(values: number[], p: number): number {
+	const sorted = [...values].sort((a, b) => a - b);
+	return sorted.length === 0 ? Number.NaN : sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]!;
+}
+
 /** `Socket errors: connect 0, read 0, write 0, timeout 0` → their sum. */
 function socketErrorCount(text: string): number {
 	return [...text.matchAll(/\d+/g)].reduce((sum, match) => sum + Number(match[0]), 0);
 }
 
 /**
- * The mixed load's request list, cycled through by wrk: per 25 requests 12
- * manifests (by tag and by digest, within their TTL), 12 warm 64 KiB layers,
+ * The mixed load's request list, cycled through by wrk: per 100 requests 51
+ * manifests (by tag and by digest, within their TTL), 48 warm 64 KiB layers,
  * 1 tag list; over that, each cold blob and each cold tag once, spread evenly
  * over as many requests as the goal's rate gives in the run's time.
  */
@@ -585,7 +656,7 @@ function mixedSequence(seeded: Seeded): {paths: string[]; length: number} {
 		manifestPath(seeded.small.repo, seeded.small.manifestDigest),
 	];
 	const warmBlobs = seeded.small.digests.map(digest => blobPath(seeded.small.repo, digest));
-	const lists = [`/v2/${seeded.app.repo}/tags/list`, `/v2/${seeded.tags.repo}/tags/list`];
+	const lists = [`/v2/${seeded.app.repo}/tags/list`, ...(seeded.tags.tags.length > 0 ? [`/v2/${seeded.tags.repo}/tags/list`] : [])];
 	const length = Math.max(1000, 3300 * MIXED_S);
 	const paths = Array.from({length}, (_, i) => {
 		const slot = i % 25;
@@ -598,7 +669,8 @@ function mixedSequence(seeded: Seeded): {paths: string[]; length: number} {
 			return warmBlobs[(round * 12 + slot - 12) % warmBlobs.length]!;
 		}
 
-		return lists[round % lists.length]!;
+		// One request in 100 a tag list (BENCH_MIXED_LISTS=0: none), else a manifest.
+		return MIXED_LISTS && round % 4 === 0 ? lists[(round / 4) % lists.length]! : manifests[round % manifests.length]!;
 	});
 	seeded.cold.digests.forEach((digest, k) => {
 		paths[Math.floor(((k + 0.3) * length) / seeded.cold.digests.length)] = blobPath(seeded.cold.repo, digest);
@@ -734,7 +806,18 @@ async function measureMirror(which: Which, ctx: Ctx): Promise<void> {
 				await manyOnce(seeded.small.digests.map(digest => `${server.url}${blobPath(seeded.small.repo, digest)}`), PARALLEL);
 				wan.reset();
 				const poller = new TreeRssPoller(() => server.server.pid);
-				const w = await q(`${label} mixed load`, async () => wrk(server.url, {headers: accept, seconds: MIXED_S, connections: MIXED_CONNECTIONS, paths, timeoutS: 10}));
+				const kinds = {
+					'manifest by tag': manifestPath(seeded.app.repo, seeded.app.tag),
+					'64 KiB layer': blobPath(seeded.small.repo, seeded.small.digests[0]!),
+					'tags/list': `/v2/${seeded.app.repo}/tags/list`,
+				};
+				const {result: w, byKind} = await q(`${label} mixed load`, async () =>
+					probeLatencies(server.url, kinds, accept, wrk(server.url, {headers: accept, seconds: MIXED_S, connections: MIXED_CONNECTIONS, paths, timeoutS: 10})),
+				);
+				for (const [kind, times] of Object.entries(byKind)) {
+					(f.mixedProbe[kind] ??= []).push(...times);
+					log(`${label}: mixed load probe, ${kind}: ${times.length} requests, p50/p99/max ${fmt(percentile(times, 50), 1)}/${fmt(percentile(times, 99), 1)}/${fmt(Math.max(...times), 1)} ms`);
+				}
 				const rssKiB = poller.stop();
 				const errors = w.non2xx + socketErrorCount(w.socketErrors);
 				f.mixedErrors.push(errors);
@@ -743,13 +826,15 @@ async function measureMirror(which: Which, ctx: Ctx): Promise<void> {
 				if (Number.isFinite(w.rps)) {
 					f.mixedRps.push(w.rps);
 					f.mixedP99.push(w.p99Ms);
+					f.mixedP50.push(w.p50Ms);
+					f.mixedP90.push(w.p90Ms);
 				}
 
 				if (errors > 0) {
 					problem(f, `mixed load: ${w.non2xx} non-2xx responses, ${w.socketErrors || 'no socket errors'}`);
 				}
 
-				log(`${label}: mixed load ${fmt(w.rps)} req/s, p99 ${fmt(w.p99Ms, 1)} ms, ${fmt(rssKiB / 1024)} MiB, ${errors} errors, ${wan.counts.blobGets} upstream blob GETs and ${wan.counts.manifestRequests} manifest requests`);
+				log(`${label}: mixed load ${fmt(w.rps)} req/s, p50/p90/p99 ${fmt(w.p50Ms, 1)}/${fmt(w.p90Ms, 1)}/${fmt(w.p99Ms, 1)} ms, ${fmt(rssKiB / 1024)} MiB, ${errors} errors, ${wan.counts.blobGets} upstream blob GETs and ${wan.counts.manifestRequests} manifest requests`);
 			});
 			f.peakRssKiB = Math.max(f.peakRssKiB, rssMixed);
 		}
@@ -862,9 +947,14 @@ function issue14Report(ctx: {wanDescribe: string; mirrorHow: string}): string {
 		met: under(herd(mi, h => h.peakRssKiB / 1024), 200),
 	});
 	const mixed = `mixed load, ${MIXED_CONNECTIONS} connections ${MIXED_S} s`;
-	row({figure: `${mixed}: req/s`, mirror: v(mi.mixedRps), goal: '≥ 3,300', met: has(mi.mixedRps) ? m(mi.mixedRps) >= 3300 : undefined});
-	row({figure: `${mixed}: p99, ms`, mirror: v(mi.mixedP99, 1), goal: '< 100', met: under(mi.mixedP99, 100)});
-	row({figure: `${mixed}: peak RSS (primary + workers), MiB`, mirror: v(mi.mixedRssMiB), goal: '< 200', met: under(mi.mixedRssMiB, 200)});
+	const warmOnly = (values: number[], digits = 0) => (has(values) ? `${v(values, digits)} (warm part only)` : '');
+	row({figure: `${mixed}: req/s`, mirror: v(mi.mixedRps), nginx: warmOnly(ng.mixedRps), goal: '≥ 3,300', met: has(mi.mixedRps) ? m(mi.mixedRps) >= 3300 : undefined});
+	row({figure: `${mixed}: p99, ms`, mirror: v(mi.mixedP99, 1), nginx: warmOnly(ng.mixedP99, 1), goal: '< 100', met: under(mi.mixedP99, 100)});
+	row({figure: `${mixed}: p50 / p90, ms`, mirror: `${v(mi.mixedP50, 1)} / ${v(mi.mixedP90, 1)}`, nginx: has(ng.mixedP50) ? `${v(ng.mixedP50, 1)} / ${v(ng.mixedP90, 1)}` : ''});
+	for (const [kind, times] of Object.entries(mi.mixedProbe)) {
+		row({figure: `${mixed}: probe, ${kind}, one at a time: p50 / p99 / max, ms (${times.length} requests)`, mirror: `${fmt(percentile(times, 50), 1)} / ${fmt(percentile(times, 99), 1)} / ${fmt(Math.max(...times), 1)}`});
+	}
+	row({figure: `${mixed}: peak RSS (primary + workers), MiB`, mirror: v(mi.mixedRssMiB), nginx: warmOnly(ng.mixedRssMiB), goal: '< 200', met: under(mi.mixedRssMiB, 200)});
 	row({figure: `${mixed}: errors (non-2xx + socket errors)`, mirror: v(mi.mixedErrors), goal: '0', met: has(mi.mixedErrors) ? Math.max(...mi.mixedErrors) === 0 : undefined});
 
 	const table = markdownTable(
@@ -882,7 +972,7 @@ function issue14Report(ctx: {wanDescribe: string; mirrorHow: string}): string {
 		`- machine: ${cpuCount()} cores (${cpuModel()}), node ${process.version}; this mirror: ${sourceVersion()}, ${ctx.mirrorHow || 'not built'}, log level warn, memory cache at its defaults${workersNote}`,
 		`- placement: ${placementText()}`,
 		`- CPU per request: user + system time of the server's processes (primary and workers, nginx's master and workers) from /proc/PID/stat over the wrk run, divided by its requests`,
-		`- mixed load: wrk -t1, ${MIXED_CONNECTIONS} connections, ${MIXED_S} s, a Lua script cycling through a list of paths: per 25 requests 12 manifests (3 by tag, 2 by digest, within the TTL), 12 of the 200 warm 64 KiB layers, 1 tags/list (a cached repository and the cold one); over that, ${COLD_BLOBS} uncached 4 KiB blobs and ${COLD_TAGS} uncached tags, each once, spread over ${fmt(Math.max(1000, 3300 * MIXED_S))} requests (what the goal's rate gives in ${MIXED_S} s); fresh process and empty cache per run, manifests and layers warmed first; upstream requests it caused per run: ${v(mi.mixedUpstream)}`,
+		`- mixed load: wrk -t1, ${MIXED_CONNECTIONS} connections, ${MIXED_S} s, a Lua script cycling through a list of paths: per 100 requests ${MIXED_LISTS ? '51' : '52'} manifests (3 by tag, 2 by digest, within the TTL), 48 of the 200 warm 64 KiB layers${MIXED_LISTS ? ', 1 tags/list (of bench/app and of the repository of the cold tags in turn)' : ''}; over that, ${COLD_BLOBS} uncached 4 KiB blobs and ${COLD_TAGS} uncached tags, each once, spread over ${fmt(Math.max(1000, 3300 * MIXED_S))} requests (what the goal's rate gives in ${MIXED_S} s); fresh process and empty cache per run, manifests and layers warmed first; upstream requests it caused per run: ${v(mi.mixedUpstream)}`,
 		`- ${met} of ${goals} goals met`,
 		'',
 		table,
