@@ -246,9 +246,19 @@ async function cleanup(): Promise<void> {
 	}
 }
 
+/** The report of what was measured so far (set once the upstream runs), for BENCH_OUT after each phase and on a signal. */
+let reportSoFar: ((note: string) => string) | undefined;
+
+function checkpoint(note: string): void {
+	if (env['BENCH_OUT'] && reportSoFar) {
+		writeFileSync(env['BENCH_OUT'], `${reportSoFar(note)}\n`);
+	}
+}
+
 for (const signal of ['SIGINT', 'SIGTERM'] as const) {
 	process.once(signal, () => {
 		log(`${signal}: stopping`);
+		checkpoint(`**Partial: stopped by ${signal} while measuring.**`);
 		void cleanup().finally(() => process.exit(130));
 	});
 }
@@ -1179,28 +1189,20 @@ async function main(): Promise<void> {
 	ctx.seeded = await seed(upstream.directUrl, root, {bigSize: SIZE, smallLayers: SMALL, smallSize: SMALL_SIZE, coldBlobs: COLD_BLOBS, coldTags: COLD_TAGS});
 	log(`seeded in ${fmt((performance.now() - seedStart) / 1000, 1)} s`);
 
-	if (ONLY.has('upstream')) {
-		await measureUpstream(ctx);
-	}
-
-	if (ONLY.has('nginx')) {
-		await measureNginx(ctx);
-	}
-
-	if (ONLY.has('node')) {
-		await measureNode(ctx);
-	}
-
-	if (ONLY.has('mirror')) {
-		await measureMirror('mirror', ctx);
-	}
-
-	if (ONLY.has('mirror1')) {
-		await measureMirror('mirror1', ctx);
-	}
-
-	if (ONLY.has('ref')) {
-		await measureMirror('ref', ctx);
+	reportSoFar = note => `${issue14Report({wanDescribe: wan.describe, mirrorHow})}\n\n${note}\n\n${report({wanDescribe: wan.describe, mirrorHow, seconds: (performance.now() - began) / 1000})}`;
+	const phases: Array<[string, () => Promise<void>]> = [
+		['upstream', async () => measureUpstream(ctx)],
+		['nginx', async () => measureNginx(ctx)],
+		['node', async () => measureNode(ctx)],
+		['mirror', async () => measureMirror('mirror', ctx)],
+		['mirror1', async () => measureMirror('mirror1', ctx)],
+		['ref', async () => measureMirror('ref', ctx)],
+	];
+	const done: string[] = [];
+	for (const [name, phase] of phases.filter(([name]) => ONLY.has(name))) {
+		await phase();
+		done.push(name);
+		checkpoint(`**Partial: ${done.join(', ')} measured so far.**`);
 	}
 
 	const out = `${issue14Report({wanDescribe: wan.describe, mirrorHow})}
