@@ -10,7 +10,7 @@ import cluster, {type Worker} from 'node:cluster';
 import {randomBytes} from 'node:crypto';
 import {type Server} from 'node:http';
 import client from 'prom-client';
-import {openRegistry, sweepLeftovers, type Registry} from '../compose/registry.js';
+import {loadHtpasswd, openRegistry, sweepLeftovers, type Registry} from '../compose/registry.js';
 import {createApp} from '../http/app.js';
 import {createServer} from '../http/server.js';
 import {type Config} from '../config/load.js';
@@ -130,6 +130,8 @@ async function serveWorker(config: Config, log: Logger): Promise<void> {
 
 /** The primary: forks the workers and coordinates them; serves no requests itself. */
 async function servePrimary(config: Config, log: Logger): Promise<void> {
+	// What would stop every worker at start-up stops the primary first, with one line.
+	loadHtpasswd(config);
 	// Before any worker can start a fill: what interrupted ones left behind goes.
 	const stores = await openStores(config);
 	try {
@@ -144,10 +146,12 @@ async function servePrimary(config: Config, log: Logger): Promise<void> {
 	let stopping = false;
 	let listening = 0;
 
+	const started = new Set<number>();
 	const fork = (): Worker => {
 		const worker = cluster.fork(env);
 		locks.attach(worker.id, worker);
 		worker.once('listening', address => {
+			started.add(worker.id);
 			if (++listening === config.workers) {
 				ready(config, log, address.port, {workers: config.workers});
 			}
@@ -160,9 +164,17 @@ async function servePrimary(config: Config, log: Logger): Promise<void> {
 		if (stopping) {
 			if (Object.keys(cluster.workers ?? {}).length === 0) {
 				log.flush();
-				process.exit(0);
+				process.exit(process.exitCode ?? 0);
 			}
 
+			return;
+		}
+
+		if (!started.has(worker.id)) {
+			// It never served: a new one would fail the same way (its error is on stderr above).
+			log.error({worker: worker.id, code, signal}, 'a worker failed to start; stopping');
+			stop('SIGTERM');
+			process.exitCode = 1;
 			return;
 		}
 

@@ -65,7 +65,7 @@ export type Registry = {
 };
 
 /** The htpasswd file of `auth`, or a config error naming the key. */
-function loadHtpasswd(config: Config): Htpasswd | undefined {
+export function loadHtpasswd(config: Config): Htpasswd | undefined {
 	if (!config.auth) {
 		return undefined;
 	}

@@ -11,7 +11,7 @@
  * upstream comes with the request (`BlobOrigin`), so no layer calls back
  * into the service above it.
  */
-import {type Readable} from 'node:stream';
+import {type Readable, type Writable} from 'node:stream';
 import {type ByteRange} from '../store/blob-store.js';
 import {type RepoKey} from '../store/metadata.js';
 import {type Digest} from '../v2/grammar.js';
@@ -62,6 +62,8 @@ export type BlobResult = {
 	/** Unknown only for an uncached blob whose upstream sent no Content-Length. */
 	size: number | undefined;
 	open(range?: ByteRange): Readable;
+	/** Stored blobs, where the store can: writes bytes `range` to `out` and ends it (see BlobContent.sendTo). */
+	send?(range: ByteRange, out: Writable): Promise<void>;
 	/** The bytes are in the blob store (not a fill in progress), so a client may be redirected to them. */
 	stored?: boolean;
 	outcome: BlobOutcome;

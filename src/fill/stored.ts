@@ -13,7 +13,7 @@ import {type BlobRequest, type BlobResult, type BlobSource} from './source.js';
 
 export type StoredBlobsDeps = {
 	index: Pick<ReadIndex, 'getBlob' | 'getBlobFor' | 'registryHasBlob'> & Pick<WriteIndex, 'linkBlob' | 'deleteBlobRecord'>;
-	content: Pick<BlobContent, 'size' | 'createReadStream'>;
+	content: Pick<BlobContent, 'size' | 'createReadStream' | 'sendTo'>;
 	access: Pick<AccessRecorder, 'touch'>;
 };
 
@@ -52,7 +52,15 @@ export class StoredBlobs implements BlobSource {
 
 	/** A stored blob of `size` bytes as a result. */
 	result(request: BlobRequest, size: number): BlobResult {
-		return {size, stored: true, outcome: 'hit', open: range => this.deps.content.createReadStream(request.digest, range, size)};
+		const {content} = this.deps;
+		const sendTo = content.sendTo?.bind(content);
+		return {
+			size,
+			stored: true,
+			outcome: 'hit',
+			open: range => content.createReadStream(request.digest, range, size),
+			send: sendTo && (async (range, out) => sendTo(request.digest, range, out)),
+		};
 	}
 
 	async #anyCopy({digest}: BlobRequest): Promise<number | undefined> {

@@ -168,10 +168,16 @@ export class AnswerCache {
 		// A blob's bytes are read again once its response is done, not copied off the stream the client is reading.
 		const load = answer.body;
 		this.#loading.add(key);
-		ctx.res.once('close', () => {
+		const loadNow = () => {
 			load()
 				.then(store, () => undefined)
 				.finally(() => this.#loading.delete(key));
-		});
+		};
+
+		if (ctx.res.writableFinished || ctx.res.destroyed) {
+			loadNow(); // sent already (written straight to the response)
+		} else {
+			ctx.res.once('close', loadNow);
+		}
 	}
 }

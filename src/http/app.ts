@@ -71,15 +71,10 @@ export function createApp(deps: AppDeps): Koa<RequestState> {
 	});
 	app.use(answers.announcer());
 
-	if (deps.cluster) {
-		app.use(internalFillRoutes(deps.cluster.blobs, deps.cluster.key).routes());
-	}
-
 	const auth: AuthOptions | undefined =
 		deps.htpasswd && config.auth
 			? {htpasswd: deps.htpasswd, tokens: new TokenIssuer(deps.tokenSecret), anonymousPull: config.auth.anonymousPull, prefix, publicUrl}
 			: undefined;
-	app.use(siteRoutes({prefix, metrics: deps.metrics, storageDir: config.storage.dir, checks: deps.checks, auth}).routes());
 	if (auth) {
 		const apiRoot = `${prefix}/v2`;
 		const guard = authMiddleware(auth);
@@ -92,7 +87,13 @@ export function createApp(deps: AppDeps): Koa<RequestState> {
 		});
 	}
 
+	// Repeated reads from memory, after the auth check and before any routing.
 	app.use(answers.middleware());
+	if (deps.cluster) {
+		app.use(internalFillRoutes(deps.cluster.blobs, deps.cluster.key).routes());
+	}
+
+	app.use(siteRoutes({prefix, metrics: deps.metrics, storageDir: config.storage.dir, checks: deps.checks, auth}).routes());
 
 	const router = createRouter(
 		{

@@ -4,6 +4,8 @@ import {type HandlerDeps, notify, params, readService, respondEmpty, targetOf, w
 import {parseRange} from './range.js';
 import {buffer} from 'node:stream/consumers';
 import {type Target} from '../service/namespaces.js';
+import {type BlobResult} from '../service/read-service.js';
+import {type ByteRange} from '../store/blob-store.js';
 
 function digestParam(ctx: MirrorContext): Digest {
 	return parseDigest(params(ctx)['digest'] ?? '');
@@ -19,6 +21,43 @@ function blobHeaders(ctx: MirrorContext, digest: Digest): void {
 
 function announcePull(ctx: MirrorContext, deps: HandlerDeps, target: Target, digest: Digest, size: number | undefined): void {
 	notify(ctx, deps, 'pull', {repository: target.clientName, digest: digest.value, mediaType: 'application/octet-stream', size});
+}
+
+/** A stored blob small enough may be answered again from memory (answer-cache.ts). */
+function offerAnswer(ctx: MirrorContext, deps: HandlerDeps, target: Target, digest: Digest, blob: BlobResult): void {
+	if (!blob.stored || blob.size === undefined) {
+		return;
+	}
+
+	const size = blob.size;
+	ctx.state.answer = {
+		kind: 'blob',
+		digest: digest.value,
+		upstream: target.kind === 'cached' ? target.upstream.name : undefined,
+		freshUntil: Number.POSITIVE_INFINITY,
+		size,
+		body: async () => buffer(blob.open()),
+		replay: repeat => announcePull(repeat, deps, target, digest, size),
+	};
+}
+
+/**
+ * Writes a stored blob straight to the response (the store's reused buffers,
+ * see store/fs/send.ts) instead of handing Koa a stream. Before the first
+ * byte an error is still an ordinary V2 error; after it the connection is cut.
+ */
+async function sendStored(ctx: MirrorContext, send: NonNullable<BlobResult['send']>, range: ByteRange): Promise<void> {
+	ctx.respond = false;
+	try {
+		await send(range, ctx.res);
+	} catch (error) {
+		if (!ctx.res.headersSent) {
+			ctx.respond = true;
+			throw error;
+		}
+
+		ctx.res.destroy(error instanceof Error ? error : new Error(String(error)));
+	}
 }
 
 export function headBlob(deps: HandlerDeps) {
@@ -52,9 +91,22 @@ export function getBlob(deps: HandlerDeps) {
 		if (range && blob.size !== undefined) {
 			ctx.status = 206;
 			ctx.set('Content-Range', `bytes ${range.start}-${range.end}/${blob.size}`);
-			ctx.body = blob.open(range);
 			ctx.length = range.end - range.start + 1;
+			if (blob.send) {
+				await sendStored(ctx, blob.send, range);
+				return;
+			}
+
+			ctx.body = blob.open(range);
 			ctx.flushHeaders(); // the first byte of a cold fill should not wait for the stream's first read
+			return;
+		}
+
+		if (blob.send && blob.size) {
+			ctx.status = 200;
+			ctx.length = blob.size;
+			offerAnswer(ctx, deps, target, digest, blob);
+			await sendStored(ctx, blob.send, {start: 0, end: blob.size - 1});
 			return;
 		}
 
@@ -62,18 +114,7 @@ export function getBlob(deps: HandlerDeps) {
 		ctx.body = blob.open();
 		if (blob.size !== undefined) {
 			ctx.length = blob.size;
-			if (blob.stored) {
-				const size = blob.size;
-				ctx.state.answer = {
-					kind: 'blob',
-					digest: digest.value,
-					upstream: target.kind === 'cached' ? target.upstream.name : undefined,
-					freshUntil: Number.POSITIVE_INFINITY,
-					size,
-					body: async () => buffer(blob.open()),
-					replay: repeat => announcePull(repeat, deps, target, digest, size),
-				};
-			}
+			offerAnswer(ctx, deps, target, digest, blob);
 		}
 
 		ctx.flushHeaders();

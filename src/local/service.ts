@@ -12,7 +12,7 @@ import {negotiate} from '../service/negotiate.js';
 export class LocalService implements ReadService<LocalTarget> {
 	constructor(
 		protected readonly metadata: ReadIndex,
-		protected readonly blobs: Pick<BlobContent, 'size' | 'createReadStream'>,
+		protected readonly blobs: Pick<BlobContent, 'size' | 'createReadStream' | 'sendTo'>,
 		protected readonly access: AccessRecorder,
 	) {}
 
@@ -52,7 +52,14 @@ export class LocalService implements ReadService<LocalTarget> {
 	async getBlob(target: LocalTarget, digest: Digest): Promise<BlobResult> {
 		const size = await this.statBlob(target, digest);
 		this.access.touch('blob', digest.value);
-		return {size, stored: true, open: range => this.blobs.createReadStream(digest, range, size)};
+		const {blobs} = this;
+		const sendTo = blobs.sendTo?.bind(blobs);
+		return {
+			size,
+			stored: true,
+			open: range => blobs.createReadStream(digest, range, size),
+			send: sendTo && (async (range, out) => sendTo(digest, range, out)),
+		};
 	}
 
 	async listTags(target: LocalTarget, page: TagPage): Promise<TagList> {

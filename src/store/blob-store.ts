@@ -5,7 +5,7 @@
  * S3 driver (s3/) the shared one.
  */
 import {type FileHandle} from 'node:fs/promises';
-import {type Readable} from 'node:stream';
+import {type Readable, type Writable} from 'node:stream';
 import {type Digest} from '../v2/grammar.js';
 
 export type ByteRange = {start: number; end: number};
@@ -40,6 +40,11 @@ export interface BlobContent {
 	size(digest: Digest): Promise<number | undefined>;
 	/** `size` (when known) sizes the read buffers: a 4 KiB blob does not need a 1 MiB one. */
 	createReadStream(digest: Digest, range?: ByteRange, size?: number): Readable;
+	/**
+	 * Writes bytes `range` of a committed blob to `out` and ends it, with
+	 * fewer allocations than a stream (drivers that can: the filesystem).
+	 */
+	sendTo?(digest: Digest, range: ByteRange, out: Writable): Promise<void>;
 	createTemp(digest: Digest): Promise<TempBlob>;
 	/**
 	 * Set when createTemp may hand back bytes an earlier fill left (`recovered`):

@@ -61,7 +61,7 @@ function digestOf(body: Buffer): string {
 	return `sha256:${createHash('sha256').update(body).digest('hex')}`;
 }
 
-test('a herd of 20 clients on one uncached blob across two workers: one upstream GET, every client right bytes, both workers serving', async t => {
+test.serial('a herd of 20 clients on one uncached blob across two workers: one upstream GET, every client right bytes, both workers serving', async t => {
 	const upstream = await upstreamRegistry(t, 8 * 1024 * 1024);
 	const image = await buildImage({layers: 1, layerSize: 16 * 1024 * 1024});
 	await pushImage(upstream.url, 'library/herd', '1', image);
@@ -104,7 +104,7 @@ async function fillingPid(pids: number[], dataDir: string): Promise<number | und
 	return undefined;
 }
 
-test('kill -9 of the worker that fills: clients of the other worker get the right bytes or a cut, never wrong ones; the blob is then served whole', async t => {
+test.serial('kill -9 of the worker that fills: clients of the other worker get the right bytes or a cut, never wrong ones; the blob is then served whole', async t => {
 	const upstream = await upstreamRegistry(t, 2 * 1024 * 1024); // a 6 s fill: time to find the worker and kill it
 	const image = await buildImage({layers: 1, layerSize: 12 * 1024 * 1024});
 	await pushImage(upstream.url, 'library/victim', '1', image);
@@ -132,10 +132,8 @@ test('kill -9 of the worker that fills: clients of the other worker get the righ
 		}
 	}
 
-	const survivors = [...workersThatAnswered(mirror, 'victim-')];
-
 	t.true(results.some(result => result.complete), 'the clients of the surviving worker got the whole blob');
-	t.true(survivors.length > 0);
+	await waitFor(async () => workersThatAnswered(mirror, 'victim-').size > 0, 'the request log of the surviving worker', 10_000);
 
 	// The primary starts another worker; the blob is served whole, fetched again at most once more.
 
@@ -153,7 +151,7 @@ test('kill -9 of the worker that fills: clients of the other worker get the righ
 	t.true(upstream.count({method: 'GET', kind: 'blob'}) <= 2, `at most one refetch (${upstream.count({method: 'GET', kind: 'blob'})} GETs)`);
 });
 
-test('a tag moved upstream is answered by every worker after its TTL; within it, from memory without asking the upstream', async t => {
+test.serial('a tag moved upstream is answered by every worker after its TTL; within it, from memory without asking the upstream', async t => {
 	const upstream = await upstreamRegistry(t);
 	const first = await buildImage({label: 'moved-1'});
 	const second = await buildImage({label: 'moved-2'});
@@ -179,7 +177,7 @@ test('a tag moved upstream is answered by every worker after its TTL; within it,
 	await waitFor(async () => workersThatAnswered(mirror, 'moved-').size === 2, 'both workers answering', 10_000);
 });
 
-test('a pushed manifest and a delete are what every worker answers at once, though both had the old one in memory', async t => {
+test.serial('a pushed manifest and a delete are what every worker answers at once, though both had the old one in memory', async t => {
 	const upstream = await upstreamRegistry(t);
 	const mirror = await mirrorWithWorkers(t, upstream);
 	const one = await buildImage({label: 'pushed-1'});
@@ -208,7 +206,7 @@ test('a pushed manifest and a delete are what every worker answers at once, thou
 	await waitFor(async () => workersThatAnswered(mirror, 'deleted-').size === 2, 'both workers answering', 10_000);
 });
 
-test('/metrics counts the requests of both workers', async t => {
+test.serial('/metrics counts the requests of both workers', async t => {
 	const upstream = await upstreamRegistry(t);
 	const mirror = await mirrorWithWorkers(t, upstream);
 	const blob = randomBytes(1000);

@@ -94,10 +94,10 @@ export async function startMirrorProcess(options: MirrorProcessOptions = {}): Pr
 					return response.status < 500;
 				},
 				`the mirror process on ${url}`,
-				30_000,
+				60_000, // a loaded machine compiling TypeScript in three processes (primary and two workers) takes a while
 			);
 			// With several workers the port answers as soon as the first listens: wait for all of them.
-			await waitFor(async () => gone() || output.includes('registry mirror ready'), `the mirror on ${url} to say it is ready`, 30_000);
+			await waitFor(async () => gone() || output.includes('registry mirror ready'), `the mirror on ${url} to say it is ready`, 60_000);
 		} catch (error) {
 			proc.kill('SIGKILL');
 			await exited(proc);

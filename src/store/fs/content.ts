@@ -6,9 +6,10 @@ import {createReadStream} from 'node:fs';
 import {mkdir, open, readdir, rename, rm, stat, type FileHandle} from 'node:fs/promises';
 import path from 'node:path';
 import {randomBytes} from 'node:crypto';
-import {type Readable} from 'node:stream';
+import {type Readable, type Writable} from 'node:stream';
 import {type Digest} from '../../v2/grammar.js';
 import {type BlobContent, type ByteRange, type TempBlob, writeAll} from '../blob-store.js';
+import {sendFile} from './send.js';
 
 export const READ_CHUNK = 1024 * 1024;
 
@@ -119,6 +120,10 @@ export class FsBlobContent implements BlobContent {
 		const length = range ? range.end - range.start + 1 : size;
 		const highWaterMark = length === undefined ? READ_CHUNK : Math.min(READ_CHUNK, Math.max(16 * 1024, length));
 		return createReadStream(this.pathOf(digest), {highWaterMark, start: range?.start, end: range?.end});
+	}
+
+	async sendTo(digest: Digest, range: ByteRange, out: Writable): Promise<void> {
+		await sendFile(this.pathOf(digest), range, out);
 	}
 
 	async createTemp(digest: Digest): Promise<TempBlob> {
