@@ -10,6 +10,8 @@ import {appendCapped, findExecutable, stopChild, tail, trackChild} from '../test
 
 export {sleep};
 
+const CLOCK_TICKS = 100; // USER_HZ on Linux
+
 export const SERVER_CORE = 0;
 export const CLIENT_CORE = 1;
 
@@ -26,9 +28,31 @@ export function cpuCount(): number {
 	}
 }
 
-/** `cmd args` prefixed with `taskset -c CORE` when pinning is on. */
-export function pinned(core: number, cmd: string, args: string[]): [string, string[]] {
-	return pinningEnabled() ? ['taskset', ['-c', String(core), cmd, ...args]] : [cmd, args];
+/**
+ * Where a process may run: one core, or `'all'` (every core: `taskset -c
+ * 0-N`, needed because the bench process pins itself to the client core and
+ * its children would inherit that).
+ */
+export type Cores = number | 'all';
+
+/** `cmd args` prefixed with `taskset -c CORE` (or `-c 0-N` for 'all') when pinning is on. */
+export function pinned(core: Cores, cmd: string, args: string[]): [string, string[]] {
+	if (!pinningEnabled()) {
+		return [cmd, args];
+	}
+
+	return ['taskset', ['-c', core === 'all' ? `0-${cpuCount() - 1}` : String(core), cmd, ...args]];
+}
+
+let clientPlacement: Cores = CLIENT_CORE;
+
+/** Where the clients (curl, wrk, bench/client.ts) run from now on: the client core, or every core while unpinned servers are measured. */
+export function setClientCores(cores: Cores): void {
+	clientPlacement = cores;
+}
+
+export function clientCores(): Cores {
+	return clientPlacement;
 }
 
 /** Moves every thread of a running process to `core` (`taskset -a -p -c`). */
@@ -96,6 +120,52 @@ export class RssPoller {
 	}
 }
 
+/**
+ * Polls a process and its direct children (a primary and its workers, nginx's
+ * master and workers) every 100 ms and keeps the highest sum of their RSS.
+ */
+export class TreeRssPoller {
+	peakKiB = 0;
+	readonly #timer: NodeJS.Timeout;
+
+	constructor(private readonly root: () => number | undefined) {
+		this.#timer = setInterval(() => this.sample(), 100);
+		this.#timer.unref();
+	}
+
+	sample(): void {
+		const root = this.root();
+		if (root === undefined) {
+			return;
+		}
+
+		const sum = [root, ...childrenOf(root)].reduce((total, pid) => total + (memoryOf(pid)?.rssKiB ?? 0), 0);
+		this.peakKiB = Math.max(this.peakKiB, sum);
+	}
+
+	stop(): number {
+		this.sample();
+		clearInterval(this.#timer);
+		return this.peakKiB;
+	}
+}
+
+/** CPU seconds (user + system) used so far by a process and its live direct children. */
+export function cpuSecondsOf(root: number): number {
+	let ticks = 0;
+	for (const pid of [root, ...childrenOf(root)]) {
+		try {
+			const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+			const rest = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+			ticks += Number(rest[11]) + Number(rest[12]);
+		} catch {
+			// Gone meanwhile.
+		}
+	}
+
+	return ticks / CLOCK_TICKS;
+}
+
 export type ServerProcess = {
 	name: string;
 	pid: number;
@@ -106,7 +176,7 @@ export type ServerProcess = {
 };
 
 /** Spawns a server process pinned to `core`; its output is kept (capped) for error messages. */
-export function spawnServer(name: string, cmd: string, args: string[], opts: {core?: number; env?: NodeJS.ProcessEnv; cwd?: string} = {}): ServerProcess {
+export function spawnServer(name: string, cmd: string, args: string[], opts: {core?: Cores; env?: NodeJS.ProcessEnv; cwd?: string} = {}): ServerProcess {
 	const [command, argv] = opts.core === undefined ? [cmd, args] : pinned(opts.core, cmd, args);
 	const child = spawn(command, argv, {stdio: ['ignore', 'pipe', 'pipe'], env: opts.env ?? process.env, cwd: opts.cwd});
 	trackChild(child);
@@ -216,8 +286,6 @@ export function log(message: string): void {
 }
 
 // --- other load on the machine --------------------------------------------------------------
-
-const CLOCK_TICKS = 100; // USER_HZ on Linux
 
 /** user+nice+system and steal jiffies of the whole machine. */
 function machineTicks(): {busy: number; steal: number} {

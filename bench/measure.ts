@@ -11,7 +11,7 @@ import {writeFile} from 'node:fs/promises';
 import {join} from 'node:path';
 import {performance} from 'node:perf_hooks';
 import {tempDir} from '../test/helpers/process.js';
-import {CLIENT_CORE, pinned} from './lib.js';
+import {clientCores, pinned} from './lib.js';
 import {repoRoot} from './servers.js';
 import type {ManyResult} from './client.js';
 
@@ -63,8 +63,8 @@ function curlCommand(url: string, opts: {headers?: Headers; prime?: string; hash
 	const nice = opts.nice ? ['nice', '-n', String(opts.nice)] : [];
 	// Without hashing, curl itself (no shell in between); with it, curl | openssl dgst.
 	const [cmd, args] = opts.hash
-		? pinned(CLIENT_CORE, 'bash', ['-c', `set -o pipefail; ${curl.map(shellQuote).join(' ')} | openssl dgst -sha256 -r`])
-		: pinned(CLIENT_CORE, curl[0]!, curl.slice(1));
+		? pinned(clientCores(), 'bash', ['-c', `set -o pipefail; ${curl.map(shellQuote).join(' ')} | openssl dgst -sha256 -r`])
+		: pinned(clientCores(), curl[0]!, curl.slice(1));
 	return nice.length > 0 ? [nice[0]!, [...nice.slice(1), cmd, ...args]] : [cmd, args];
 }
 
@@ -107,7 +107,7 @@ export async function parallelDownload(url: string, clients: number, opts: {head
 	return {wallMs, bytes, mbps: bytes / wallMs / 1000, downloads};
 }
 
-export type WrkResult = {rps: number; p50Ms: number; p99Ms: number; requests: number; non2xx: number; socketErrors: string; raw: string};
+export type WrkResult = {rps: number; p50Ms: number; p90Ms: number; p99Ms: number; requests: number; non2xx: number; socketErrors: string; raw: string};
 
 function toMs(text: string | undefined): number {
 	const match = /^([\d.]+)(us|ms|s|m)$/.exec(text ?? '');
@@ -120,8 +120,8 @@ function toMs(text: string | undefined): number {
 }
 
 /** wrk -t1 -cN -dS --latency; `paths` (optional) are cycled through by a Lua script. */
-export async function wrk(url: string, opts: {headers?: Headers; seconds: number; connections: number; paths?: string[]}): Promise<WrkResult> {
-	const args = ['-t1', `-c${opts.connections}`, `-d${opts.seconds}s`, '--latency', ...headerArgs(opts.headers ?? {})];
+export async function wrk(url: string, opts: {headers?: Headers; seconds: number; connections: number; paths?: string[]; timeoutS?: number}): Promise<WrkResult> {
+	const args = ['-t1', `-c${opts.connections}`, `-d${opts.seconds}s`, '--latency', ...(opts.timeoutS ? ['--timeout', `${opts.timeoutS}s`] : []), ...headerArgs(opts.headers ?? {})];
 	if (opts.paths) {
 		const dir = await tempDir('bench-wrk-');
 		const list = join(dir, 'paths.txt');
@@ -144,7 +144,7 @@ export async function wrk(url: string, opts: {headers?: Headers; seconds: number
 	}
 
 	args.push(url);
-	const [cmd, argv] = pinned(CLIENT_CORE, 'wrk', args);
+	const [cmd, argv] = pinned(clientCores(), 'wrk', args);
 	const result = await exec(cmd, argv);
 	const out = result.stdout;
 	const rps = Number(/Requests\/sec:\s+([\d.]+)/.exec(out)?.[1] ?? Number.NaN);
@@ -154,6 +154,7 @@ export async function wrk(url: string, opts: {headers?: Headers; seconds: number
 	return {
 		rps,
 		p50Ms: toMs(/^\s+50%\s+(\S+)/m.exec(out)?.[1]),
+		p90Ms: toMs(/^\s+90%\s+(\S+)/m.exec(out)?.[1]),
 		p99Ms: toMs(/^\s+99%\s+(\S+)/m.exec(out)?.[1]),
 		requests,
 		non2xx,
@@ -164,7 +165,7 @@ export async function wrk(url: string, opts: {headers?: Headers; seconds: number
 
 /** One pass over `urls`, `parallel` at a time (bench/client.ts). */
 export async function manyOnce(urls: string[], parallel: number, headers: Headers = {}): Promise<ManyResult & {rps: number}> {
-	const [cmd, args] = pinned(CLIENT_CORE, process.execPath, ['--import', 'tsx', join(repoRoot, 'bench', 'client.ts')]);
+	const [cmd, args] = pinned(clientCores(), process.execPath, ['--import', 'tsx', join(repoRoot, 'bench', 'client.ts')]);
 	const result = await exec(cmd, args, JSON.stringify({mode: 'many', urls, parallel, headers}));
 	if (result.code !== 0) {
 		throw new Error(`bench/client.ts failed (${result.code}): ${result.stderr}`);

@@ -1,17 +1,17 @@
 /**
  * nginx (Debian nginx-light) serving the benchmark's files statically: the
- * ceiling. Own config in a temp dir, one worker, `daemon off`, logs and temp
+ * ceiling. Own config in a temp dir, `workers` worker processes (1 unless given), `daemon off`, logs and temp
  * paths under the prefix; stopped by its master's pid.
  */
 import {mkdir, writeFile} from 'node:fs/promises';
 import {join} from 'node:path';
 import {findExecutable, freePort, tempDir} from '../test/helpers/process.js';
-import {childrenOf, type ServerProcess, spawnServer, waitHttp} from './lib.js';
+import {childrenOf, type Cores, type ServerProcess, spawnServer, waitHttp} from './lib.js';
 
 export type Nginx = {url: string; server: ServerProcess; workerPids(): number[]; stop(): Promise<void>};
 
 /** `root` must already hold the files; nginx serves it as is at `/`. */
-export async function startNginx(root: string, opts: {core?: number; types?: Record<string, string>} = {}): Promise<Nginx> {
+export async function startNginx(root: string, opts: {core?: Cores; workers?: number; types?: Record<string, string>} = {}): Promise<Nginx> {
 	const binary = findExecutable('nginx');
 	if (binary === null) {
 		throw new Error('nginx is not installed: run `apt-get install -y nginx-light` (bench/setup.sh does)');
@@ -25,7 +25,7 @@ export async function startNginx(root: string, opts: {core?: number; types?: Rec
 		.join('\n');
 	const conf = `
 user root;
-worker_processes 1;
+worker_processes ${opts.workers ?? 1};
 daemon off;
 master_process on;
 pid ${prefix}/nginx.pid;

@@ -4,6 +4,8 @@
  *   bench/big:1     one layer of SIZE random bytes (streamed from a file, never held in memory)
  *   bench/small:1   200 gzip'ed tar layers of 64 KiB
  *   bench/app:latest  a small one-layer image (the manifest-by-tag target)
+ *   bench/cold      many 4 KiB layers (in untagged images) and bench/tags:t0..tN (one small
+ *                   image under many tags): what the mixed load asks for cold, once each
  * nginx root: /big, /blobs/<hex> (the small layers), /manifest (the app manifest).
  */
 import {createHash, randomFill} from 'node:crypto';
@@ -20,6 +22,8 @@ export type Seeded = {
 	big: {repo: string; tag: string; digest: string; size: number; manifestDigest: string; file: string};
 	small: {repo: string; tag: string; digests: string[]; manifestDigest: string};
 	app: {repo: string; tag: string; manifest: Buffer; mediaType: string; digest: string; file: string};
+	cold: {repo: string; digests: string[]};
+	tags: {repo: string; tags: string[]};
 	/** Served by nginx at the same relative paths. */
 	root: string;
 };
@@ -123,7 +127,23 @@ function imageOf(layerDigest: string, layerSize: number): BuiltImage {
 	};
 }
 
-export async function seed(registryUrl: string, root: string, opts: {bigSize: number; smallLayers: number; smallSize: number}): Promise<Seeded> {
+/** Runs `fn` over `items`, `parallel` at a time. */
+async function eachParallel<T>(items: T[], parallel: number, fn: (item: T) => Promise<void>): Promise<void> {
+	let next = 0;
+	await Promise.all(
+		Array.from({length: Math.min(parallel, items.length)}, async () => {
+			while (next < items.length) {
+				await fn(items[next++]!);
+			}
+		}),
+	);
+}
+
+export async function seed(
+	registryUrl: string,
+	root: string,
+	opts: {bigSize: number; smallLayers: number; smallSize: number; coldBlobs?: number; coldTags?: number},
+): Promise<Seeded> {
 	await mkdir(join(root, 'blobs'), {recursive: true});
 
 	const bigFile = join(root, 'big');
@@ -141,7 +161,23 @@ export async function seed(registryUrl: string, root: string, opts: {bigSize: nu
 	const appFile = join(root, 'manifest');
 	await writeFile(appFile, app.manifest);
 
+	// Cold material for the mixed load: images of 100 layers each, pushed 8 at a time, untagged.
+	const coldBlobs = opts.coldBlobs ?? 0;
+	const coldImages = await Promise.all(
+		Array.from({length: Math.ceil(coldBlobs / 100)}, async (_, n) => buildImage({layers: Math.min(100, coldBlobs - n * 100), layerSize: 4096})),
+	);
+	await eachParallel(coldImages, 8, async image => pushImage(registryUrl, 'bench/cold', null, image));
+	const tagged = await buildImage({layers: 1, layerSize: 4096});
+	const tags = Array.from({length: opts.coldTags ?? 0}, (_, n) => `t${n}`);
+	if (tags.length > 0) {
+		// The first push uploads the blobs; the others find them (HEAD) and only put the manifest.
+		await pushImage(registryUrl, 'bench/tags', tags[0]!, tagged);
+		await eachParallel(tags.slice(1), 8, async tag => pushImage(registryUrl, 'bench/tags', tag, tagged));
+	}
+
 	return {
+		cold: {repo: 'bench/cold', digests: coldImages.flatMap(image => image.layers.map(layer => layer.digest))},
+		tags: {repo: 'bench/tags', tags},
 		big: {repo: 'bench/big', tag: '1', digest: bigDigest, size: opts.bigSize, manifestDigest: bigImage.digest, file: bigFile},
 		small: {repo: 'bench/small', tag: '1', digests: small.layers.map(layer => layer.digest), manifestDigest: small.digest},
 		app: {repo: 'bench/app', tag: 'latest', manifest: app.manifest, mediaType: app.mediaType, digest: app.digest, file: appFile},

@@ -9,7 +9,7 @@ import {rm, writeFile} from 'node:fs/promises';
 import {join} from 'node:path';
 import {fileURLToPath} from 'node:url';
 import {forgetTempDir, freePort, run, tempDir} from '../test/helpers/process.js';
-import {log, type ServerProcess, spawnServer, waitHttp} from './lib.js';
+import {type Cores, log, type ServerProcess, spawnServer, waitHttp} from './lib.js';
 
 export const repoRoot = fileURLToPath(new URL('..', import.meta.url)).replace(/\/$/, '');
 
@@ -50,7 +50,8 @@ async function removeDir(dir: string): Promise<void> {
 export async function startThisMirror(
 	command: MirrorCommand,
 	upstreamUrl: string,
-	opts: {core?: number; tagTtl?: string; profileDir?: string; profileName?: string} = {},
+	/** `workers` unset: the config leaves the key out (its default, `auto`: one per core the process may use). */
+	opts: {core?: Cores; workers?: number; tagTtl?: string; profileDir?: string; profileName?: string} = {},
 ): Promise<RunningServer> {
 	const dir = await tempDir('bench-mirror-');
 	const dataDir = join(dir, 'data');
@@ -62,6 +63,7 @@ export async function startThisMirror(
 			`listen: 127.0.0.1:${port}`,
 			`storage: {dir: ${JSON.stringify(dataDir)}}`,
 			'log: {level: warn}',
+			...(opts.workers === undefined ? [] : [`workers: ${opts.workers}`]),
 			'upstreams:',
 			`  docker.io: {url: ${JSON.stringify(upstreamUrl)}, tag_ttl: ${opts.tagTtl ?? '5m'}}`,
 			'namespaces:',
@@ -69,7 +71,9 @@ export async function startThisMirror(
 			'',
 		].join('\n'),
 	);
-	const profile = opts.profileDir ? ['--cpu-prof', '--cpu-prof-dir', opts.profileDir, '--cpu-prof-name', `${opts.profileName ?? 'mirror'}.cpuprofile`] : [];
+	// Several workers (forked with the primary's flags) would all write one named file: let node name each by pid then.
+	const named = opts.workers === 1 ? ['--cpu-prof-name', `${opts.profileName ?? 'mirror'}.cpuprofile`] : [];
+	const profile = opts.profileDir ? ['--cpu-prof', '--cpu-prof-dir', opts.profileDir, ...named] : [];
 	const [first, ...rest] = command.args;
 	const args = [...profile, first!, ...rest, '--config', configPath];
 	const server = spawnServer('this mirror', command.cmd, args, {core: opts.core, cwd: dir});
@@ -87,7 +91,7 @@ export async function startThisMirror(
 	};
 }
 
-export async function startReferenceProxy(upstreamUrl: string, opts: {core?: number} = {}): Promise<RunningServer> {
+export async function startReferenceProxy(upstreamUrl: string, opts: {core?: Cores} = {}): Promise<RunningServer> {
 	const dir = await tempDir('bench-refproxy-');
 	const dataDir = join(dir, 'data');
 	const port = await freePort();
@@ -142,12 +146,13 @@ export function referenceProxyHas(dataDir: string, digest: string, size: number)
 	}
 }
 
-export async function startNodeServer(root: string, mediaType: string, opts: {core?: number} = {}): Promise<RunningServer> {
+/** `workers` > 1: that many node:http processes sharing the port (node:cluster), as the mirror's workers do. */
+export async function startNodeServer(root: string, mediaType: string, opts: {core?: Cores; workers?: number} = {}): Promise<RunningServer> {
 	const port = await freePort();
 	const server = spawnServer(
 		'node:http server',
 		process.execPath,
-		['--import', 'tsx', join(repoRoot, 'bench', 'node-server.ts'), String(port), root, mediaType],
+		['--import', 'tsx', join(repoRoot, 'bench', 'node-server.ts'), String(port), root, mediaType, String(opts.workers ?? 1)],
 		{core: opts.core, cwd: repoRoot},
 	);
 	const url = `http://127.0.0.1:${port}`;
