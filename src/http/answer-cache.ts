@@ -87,8 +87,16 @@ export class AnswerCache {
 				return;
 			}
 
-			const read = this.options.generation();
-			const generation = typeof read === 'number' ? read : await read; // SQLite answers at once: no extra turn
+			let generation: number;
+			try {
+				const read = this.options.generation();
+				generation = typeof read === 'number' ? read : await read; // SQLite answers at once: no extra turn
+			} catch {
+				// The store cannot say (PostgreSQL unreachable): no answer from memory, and the request goes on as if there were no cache.
+				await next();
+				return;
+			}
+
 			const entry = this.#entries.get(key);
 			if (entry) {
 				if (entry.generation === generation && this.#now() < entry.answer.freshUntil) {
@@ -125,12 +133,13 @@ export class AnswerCache {
 				return;
 			}
 
-			const before = await this.#generation();
+			const before = await this.#generation().catch(() => undefined);
 			try {
 				await next();
 			} finally {
-				if ((await this.#generation()) !== before) {
-					await announce();
+				const after = await this.#generation().catch(() => undefined);
+				if (before === undefined || after !== before) {
+					await announce(); // moved, or unknown: the others look again
 				}
 			}
 		};

@@ -314,6 +314,7 @@ test.serial('/readyz reports a replica that cannot reach S3 or PostgreSQL', asyn
 		extra: {
 			storage: {...stores.storage, s3: {...storage.s3, endpoint: `http://127.0.0.1:${s3Proxy.port}`}},
 			metadata: {driver: 'postgres', url: databaseUrl.toString()},
+			workers: 1, // one replica, one process: every /readyz is asked of the same one
 		},
 	});
 	t.teardown(async () => replica.stop());
