@@ -12,10 +12,20 @@
  *   purged or evicted) bumps the generation in the store itself, by trigger,
  *   whichever process made it: another worker, the CLI, another replica.
  * Stale answers (the upstream failed) and ranges are never kept.
+ *
+ * A hit is answered before Koa when nothing between the request and the
+ * cache has a say (no auth): `early` writes the kept status line, headers
+ * and body with one writeHead/end, and does the request's log line, metrics
+ * and replay as the Koa path would. Otherwise the middleware answers it.
  */
+import {type IncomingMessage, type ServerResponse} from 'node:http';
+import {type TLSSocket} from 'node:tls';
 import {type Next} from 'koa';
 import {LRUCache} from 'lru-cache';
-import {type CacheableAnswer, type MirrorContext} from './state.js';
+import {type Metrics} from '../ops/metrics.js';
+import {type Logger} from '../util/log.js';
+import {recordWhenDone, requestIdFrom} from './request-log.js';
+import {type CacheableAnswer, type MirrorContext, type RequestFacts, factsOf} from './state.js';
 
 export type AnswerCacheOptions = {
 	/** Total bytes of bodies kept. 0 turns the cache off. */
@@ -36,8 +46,8 @@ export type AnswerCacheOptions = {
 
 type Entry = {
 	answer: CacheableAnswer;
-	body: Buffer;
-	headers: Array<[string, string]>;
+	/** The kept headers as writeHead takes them: name, value, name, value… */
+	headers: string[];
 	route: string | undefined;
 	generation: number;
 };
@@ -46,24 +56,23 @@ type Entry = {
 const PER_RESPONSE = new Set(['x-request-id', 'content-length', 'date', 'connection', 'keep-alive', 'warning']);
 
 /** A read that may be answered from memory: no range, no conditional, no body. */
-function cacheKey(ctx: MirrorContext): string | undefined {
-	if ((ctx.method !== 'GET' && ctx.method !== 'HEAD') || ctx.headers.range !== undefined || ctx.headers['if-none-match'] !== undefined) {
+function cacheKey(method: string | undefined, url: string | undefined, headers: IncomingMessage['headers']): string | undefined {
+	if ((method !== 'GET' && method !== 'HEAD') || headers.range !== undefined || headers['if-none-match'] !== undefined) {
 		return undefined;
 	}
 
-	return `${ctx.url}\n${ctx.headers.accept ?? ''}`;
+	return `${url ?? ''}\n${headers.accept ?? ''}`;
 }
 
 export class AnswerCache {
 	readonly #entries: LRUCache<string, Entry>;
-	readonly #loading = new Set<string>();
 	readonly #now: () => number;
 
 	constructor(private readonly options: AnswerCacheOptions) {
 		this.#now = options.now ?? Date.now;
 		this.#entries = new LRUCache<string, Entry>({
 			maxSize: Math.max(options.maxBytes, 1),
-			sizeCalculation: (entry, key) => entry.body.length + key.length + 256,
+			sizeCalculation: (entry, key) => entry.answer.body.length + key.length + 256,
 		});
 	}
 
@@ -79,37 +88,106 @@ export class AnswerCache {
 		this.#entries.clear();
 	}
 
+	/**
+	 * The request's key, and the store's generation (read at once from
+	 * SQLite, one round trip to PostgreSQL); undefined when the request may
+	 * not be answered from memory or the store cannot say (PostgreSQL
+	 * unreachable: the request goes on as if there were no cache).
+	 */
+	#keyAndGeneration(request: IncomingMessage): [string, number] | Promise<[string, number] | undefined> | undefined {
+		const key = this.options.maxBytes > 0 ? cacheKey(request.method, request.url, request.headers) : undefined;
+		if (key === undefined) {
+			return undefined;
+		}
+
+		try {
+			const read = this.options.generation();
+			return typeof read === 'number' ? [key, read] : read.then(generation => [key, generation] as [string, number], () => undefined);
+		} catch {
+			return undefined;
+		}
+	}
+
+	/** The entry for `key` if it holds under `generation`; an entry that no longer holds is dropped. */
+	#valid(key: string, generation: number): Entry | undefined {
+		const entry = this.#entries.get(key);
+		if (!entry) {
+			return undefined;
+		}
+
+		if (entry.generation === generation && this.#now() < entry.answer.freshUntil) {
+			return entry;
+		}
+
+		this.#entries.delete(key);
+		return undefined;
+	}
+
+	/**
+	 * For the HTTP server, before Koa: answers a hit and says so (true), or
+	 * leaves the request to Koa (false). Only for servers where no middleware
+	 * before the cache decides anything (no auth).
+	 */
+	early(log: Logger, metrics: Metrics) {
+		const answer = (request: IncomingMessage, response: ServerResponse, [key, generation]: [string, number]): boolean => {
+			const entry = this.#valid(key, generation);
+			if (!entry) {
+				return false;
+			}
+
+			const started = performance.now();
+			const id = requestIdFrom(request.headers['x-request-id']);
+			const {body} = entry.answer;
+			for (let index = 0; index < entry.headers.length; index += 2) {
+				response.setHeader(entry.headers[index]!, entry.headers[index + 1]!);
+			}
+
+			response.writeHead(200, {'x-request-id': id, 'content-length': body.length});
+			response.end(request.method === 'HEAD' ? undefined : body);
+			const path = request.url!.split('?', 1)[0]!;
+			recordWhenDone(response, log, metrics, {
+				id,
+				method: request.method!,
+				path,
+				route: entry.route,
+				status: () => 200,
+				length: () => body.length,
+				user: () => undefined,
+				started,
+			});
+			this.#hit(entry, rawFacts(request, id));
+			return true;
+		};
+
+		return (request: IncomingMessage, response: ServerResponse): boolean | Promise<boolean> => {
+			const read = this.#keyAndGeneration(request);
+			if (read === undefined) {
+				return false;
+			}
+
+			return Array.isArray(read) ? answer(request, response, read) : read.then(found => found !== undefined && answer(request, response, found));
+		};
+	}
+
 	middleware() {
 		return async (ctx: MirrorContext, next: Next): Promise<void> => {
-			const key = this.options.maxBytes > 0 ? cacheKey(ctx) : undefined;
-			if (key === undefined) {
+			const read = this.#keyAndGeneration(ctx.req);
+			const found = read === undefined || Array.isArray(read) ? read : await read;
+			if (found === undefined) {
 				await next();
 				return;
 			}
 
-			let generation: number;
-			try {
-				const read = this.options.generation();
-				generation = typeof read === 'number' ? read : await read; // SQLite answers at once: no extra turn
-			} catch {
-				// The store cannot say (PostgreSQL unreachable): no answer from memory, and the request goes on as if there were no cache.
-				await next();
-				return;
-			}
-
-			const entry = this.#entries.get(key);
+			const [key, generation] = found;
+			const entry = this.#valid(key, generation);
 			if (entry) {
-				if (entry.generation === generation && this.#now() < entry.answer.freshUntil) {
-					this.#serve(ctx, entry);
-					return;
-				}
-
-				this.#entries.delete(key);
+				this.#serve(ctx, entry);
+				return;
 			}
 
 			await next();
 			const answer = ctx.state.answer;
-			if (answer && ctx.status === 200 && answer.size <= this.options.maxItemBytes && !ctx.response.get('Warning') && !this.#loading.has(key)) {
+			if (answer && ctx.status === 200 && answer.body.length <= this.options.maxItemBytes && !ctx.response.get('Warning')) {
 				this.#keep(ctx, key, answer, generation);
 			}
 		};
@@ -147,46 +225,43 @@ export class AnswerCache {
 
 	#serve(ctx: MirrorContext, entry: Entry): void {
 		ctx.status = 200;
-		for (const [name, value] of entry.headers) {
-			ctx.set(name, value);
+		const {headers} = entry;
+		for (let index = 0; index < headers.length; index += 2) {
+			ctx.set(headers[index]!, headers[index + 1]!);
 		}
 
-		ctx.body = entry.body;
+		ctx.body = entry.answer.body;
 		// The request log and metrics label a request by the route that served it.
 		ctx['_matchedRoute'] = entry.route;
+		this.#hit(entry, factsOf(ctx));
+	}
+
+	#hit(entry: Entry, request: RequestFacts): void {
 		this.options.onHit(entry.answer);
-		entry.answer.replay(ctx);
+		entry.answer.replay(request);
 	}
 
 	#keep(ctx: MirrorContext, key: string, answer: CacheableAnswer, generation: number): void {
-		const headers = Object.entries(ctx.response.headers)
-			.filter(([name]) => !PER_RESPONSE.has(name.toLowerCase()))
-			.map(([name, value]): [string, string] => [name, Array.isArray(value) ? value.join(', ') : String(value)]);
-		const route = ctx['_matchedRoute'] as string | undefined;
-		const store = (body: Buffer) => {
-			if (body.length === answer.size) {
-				this.#entries.set(key, {answer, body, headers, route, generation});
+		const headers: string[] = [];
+		for (const [name, value] of Object.entries(ctx.response.headers)) {
+			if (!PER_RESPONSE.has(name.toLowerCase())) {
+				headers.push(name, Array.isArray(value) ? value.join(', ') : String(value));
 			}
-		};
-
-		if (Buffer.isBuffer(answer.body)) {
-			store(answer.body);
-			return;
 		}
 
-		// A blob's bytes are read again once its response is done, not copied off the stream the client is reading.
-		const load = answer.body;
-		this.#loading.add(key);
-		const loadNow = () => {
-			load()
-				.then(store, () => undefined)
-				.finally(() => this.#loading.delete(key));
-		};
-
-		if (ctx.res.writableFinished || ctx.res.destroyed) {
-			loadNow(); // sent already (written straight to the response)
-		} else {
-			ctx.res.once('close', loadNow);
-		}
+		this.#entries.set(key, {answer, headers, route: ctx['_matchedRoute'] as string | undefined, generation});
 	}
+}
+
+/** The facts of a request answered before Koa (no auth there: no user). */
+function rawFacts(request: IncomingMessage, id: string): RequestFacts {
+	return {
+		id,
+		method: request.method ?? 'GET',
+		host: request.headers.host ?? '',
+		protocol: (request.socket as Partial<TLSSocket>).encrypted ? 'https' : 'http',
+		userAgent: request.headers['user-agent'] ?? '',
+		user: null,
+		socket: request.socket,
+	};
 }

@@ -3,6 +3,7 @@
  * composition root (compose/registry.ts) made, without listening, so tests
  * can start one on port 0. The only module that assembles middleware.
  */
+import {type IncomingMessage, type ServerResponse} from 'node:http';
 import Koa from 'koa';
 import {type Htpasswd} from '../auth/htpasswd.js';
 import {TokenIssuer} from '../auth/tokens.js';
@@ -29,7 +30,7 @@ import {siteRoutes} from './site.js';
 import {tagApiRoutes} from './tag-api.js';
 import {type MirrorContext, type RequestState} from './state.js';
 
-export type AppDeps = Omit<HandlerDeps, 'prefix' | 'publicUrl' | 'blobRedirect'> & {
+export type AppDeps = Omit<HandlerDeps, 'prefix' | 'publicUrl' | 'blobRedirect' | 'memoryItemBytes'> & {
 	config: Config;
 	log: Logger;
 	metrics: Metrics;
@@ -54,9 +55,15 @@ export type AppDeps = Omit<HandlerDeps, 'prefix' | 'publicUrl' | 'blobRedirect'>
 	cluster?: {blobs: ClusterBlobs; key: string};
 };
 
+/** The Koa application, and what the HTTP server may answer before it (answer-cache.ts `early`). */
+export type MirrorApp = {
+	koa: Koa<RequestState>;
+	early?: (request: IncomingMessage, response: ServerResponse) => boolean | Promise<boolean>;
+};
+
 const QUIET_STREAM_ERRORS = new Set(['ECONNRESET', 'ERR_STREAM_PREMATURE_CLOSE', 'EPIPE']);
 
-export function createApp(deps: AppDeps): Koa<RequestState> {
+export function createApp(deps: AppDeps): MirrorApp {
 	const {log, config, blobs} = deps;
 	const prefix = config.prefix;
 	const publicUrl = config.publicUrl ?? '';
@@ -130,6 +137,7 @@ export function createApp(deps: AppDeps): Koa<RequestState> {
 			publicUrl,
 			notifier: deps.notifier,
 			metrics: deps.metrics,
+			memoryItemBytes: config.memoryCache.maxBytes > 0 ? config.memoryCache.maxItemBytes : 0,
 			blobRedirect: config.storage.s3?.redirect && blobs.redirectUrl ? async digest => blobs.redirectUrl!(digest) : undefined,
 		},
 		config.namespaces,
@@ -138,5 +146,6 @@ export function createApp(deps: AppDeps): Koa<RequestState> {
 		app.use(middleware);
 	}
 
-	return app;
+	// Without auth nothing before the cache has a say: hits are answered before Koa.
+	return {koa: app, early: auth ? undefined : answers.early(log, deps.metrics)};
 }

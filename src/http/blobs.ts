@@ -1,8 +1,8 @@
-import {type MirrorContext} from './state.js';
+import {type MirrorContext, type RequestFacts, factsOf} from './state.js';
 import {type Digest, parseDigest} from '../v2/grammar.js';
 import {type HandlerDeps, notify, params, readService, respondEmpty, targetOf, writableTargetOf} from './context.js';
 import {parseRange} from './range.js';
-import {buffer} from 'node:stream/consumers';
+import {type Readable} from 'node:stream';
 import {type Target} from '../service/namespaces.js';
 import {type BlobResult} from '../service/read-service.js';
 import {type ByteRange} from '../store/blob-store.js';
@@ -19,26 +19,42 @@ function blobHeaders(ctx: MirrorContext, digest: Digest): void {
 	ctx.set('ETag', `"${digest.value}"`);
 }
 
-function announcePull(ctx: MirrorContext, deps: HandlerDeps, target: Target, digest: Digest, size: number | undefined): void {
-	notify(ctx, deps, 'pull', {repository: target.clientName, digest: digest.value, mediaType: 'application/octet-stream', size}, 'blobs');
+function announcePull(request: RequestFacts, deps: HandlerDeps, target: Target, digest: Digest, size: number | undefined): void {
+	notify(request, deps, 'pull', {repository: target.clientName, digest: digest.value, mediaType: 'application/octet-stream', size}, 'blobs');
 }
 
-/** A stored blob small enough may be answered again from memory (answer-cache.ts). */
-function offerAnswer(ctx: MirrorContext, deps: HandlerDeps, target: Target, digest: Digest, blob: BlobResult): void {
-	if (!blob.stored || blob.size === undefined) {
-		return;
-	}
-
-	const size = blob.size;
+/**
+ * A stored blob small enough to be answered again from memory (answer-cache.ts)
+ * is read into memory whole: the one read serves this response and the next.
+ */
+async function answerFromMemory(ctx: MirrorContext, deps: HandlerDeps, target: Target, digest: Digest, blob: BlobResult, size: number): Promise<void> {
+	const body = await readAll(blob.open(), size);
+	ctx.status = 200;
+	ctx.body = body;
 	ctx.state.answer = {
 		kind: 'blob',
 		digest: digest.value,
 		upstream: target.kind === 'cached' ? target.upstream.name : undefined,
 		freshUntil: Number.POSITIVE_INFINITY,
-		size,
-		body: async () => buffer(blob.open()),
+		body,
 		replay: repeat => announcePull(repeat, deps, target, digest, size),
 	};
+}
+
+/** The `size` bytes of a stream, in one buffer; fewer or more is an error (the file changed under us). */
+async function readAll(stream: Readable, size: number): Promise<Buffer> {
+	const chunks: Buffer[] = [];
+	let length = 0;
+	for await (const chunk of stream) {
+		chunks.push(chunk as Buffer);
+		length += (chunk as Buffer).length;
+	}
+
+	if (length !== size) {
+		throw new Error(`stored blob read as ${length} bytes, not ${size}`);
+	}
+
+	return chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, length);
 }
 
 /**
@@ -76,7 +92,7 @@ export function getBlob(deps: HandlerDeps) {
 		const target = targetOf(ctx, deps);
 		const digest = digestParam(ctx);
 		const blob = await readService(deps, target).getBlob(target, digest);
-		announcePull(ctx, deps, target, digest, blob.size);
+		announcePull(factsOf(ctx), deps, target, digest, blob.size);
 		if (blob.stored && deps.blobRedirect) {
 			// Straight from the object store (a Range header goes along to it).
 			ctx.set('Docker-Content-Digest', digest.value);
@@ -102,10 +118,14 @@ export function getBlob(deps: HandlerDeps) {
 			return;
 		}
 
+		if (blob.stored && blob.size !== undefined && blob.size <= deps.memoryItemBytes) {
+			await answerFromMemory(ctx, deps, target, digest, blob, blob.size);
+			return;
+		}
+
 		if (blob.send && blob.size) {
 			ctx.status = 200;
 			ctx.length = blob.size;
-			offerAnswer(ctx, deps, target, digest, blob);
 			await sendStored(ctx, blob.send, {start: 0, end: blob.size - 1});
 			return;
 		}
@@ -114,7 +134,6 @@ export function getBlob(deps: HandlerDeps) {
 		ctx.body = blob.open();
 		if (blob.size !== undefined) {
 			ctx.length = blob.size;
-			offerAnswer(ctx, deps, target, digest, blob);
 		}
 
 		ctx.flushHeaders();
@@ -126,7 +145,7 @@ export function deleteBlob(deps: HandlerDeps) {
 		const target = writableTargetOf(ctx, deps);
 		const digest = digestParam(ctx);
 		await deps.writer.deleteBlob(target, digest);
-		notify(ctx, deps, 'delete', {repository: target.clientName, digest: digest.value});
+		notify(factsOf(ctx), deps, 'delete', {repository: target.clientName, digest: digest.value});
 		respondEmpty(ctx, 202);
 	};
 }

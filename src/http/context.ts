@@ -1,5 +1,5 @@
 /** What every handler needs: turn a request into a target and pick its service. */
-import {type MirrorContext, userOf} from './state.js';
+import {type MirrorContext, type RequestFacts} from './state.js';
 import {type LocalWriter} from '../local/push.js';
 import {type LocalService} from '../local/service.js';
 import {type UploadService} from '../local/uploads.js';
@@ -28,6 +28,8 @@ export type HandlerDeps = {
 	metrics: Metrics;
 	/** With storage.s3.redirect: a short-lived URL of a stored blob, to send clients to. */
 	blobRedirect?: (digest: Digest) => Promise<string>;
+	/** Stored blobs up to this size are read into memory to be answered from there again (memory_cache.max_item_size; 0: off). */
+	memoryItemBytes: number;
 };
 
 /**
@@ -35,19 +37,19 @@ export type HandlerDeps = {
  * reference registry does, a manifest's or blob's event links to it by
  * digest (`resource`), whatever URL the request used; deletes carry no URL.
  */
-export function notify(ctx: MirrorContext, deps: HandlerDeps, action: EventAction, target: EventTarget, resource?: 'manifests' | 'blobs'): void {
+export function notify(request: RequestFacts, deps: HandlerDeps, action: EventAction, target: EventTarget, resource?: 'manifests' | 'blobs'): void {
 	if (!deps.notifier.enabled) {
 		return;
 	}
 
-	const base = deps.publicUrl || `${ctx.protocol}://${ctx.host}`;
+	const base = deps.publicUrl || `${request.protocol}://${request.host}`;
 	const url = resource && target.digest ? `${base}${deps.prefix}/v2/${target.repository}/${resource}/${target.digest}` : undefined;
-	const socket = ctx.req.socket;
+	const {socket} = request;
 	deps.notifier.emit(
 		action,
 		{...target, ...(url ? {url} : {})},
-		{id: ctx.state.requestId, addr: hostPort(socket.remoteAddress ?? '', socket.remotePort), host: ctx.host, method: ctx.method, useragent: ctx.get('user-agent')},
-		userOf(ctx),
+		{id: request.id, addr: hostPort(socket.remoteAddress ?? '', socket.remotePort), host: request.host, method: request.method, useragent: request.userAgent},
+		request.user,
 		socket.localPort,
 	);
 }

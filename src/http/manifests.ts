@@ -1,4 +1,4 @@
-import {type MirrorContext, userOf} from './state.js';
+import {type MirrorContext, type RequestFacts, factsOf, userOf} from './state.js';
 import {MAX_MANIFEST_BYTES} from '../v2/manifest.js';
 import {RegistryError, TooLargeError} from '../v2/errors.js';
 import {parseAccept} from '../v2/media-types.js';
@@ -27,13 +27,13 @@ function readReference(ctx: MirrorContext): Reference {
 }
 
 /** What a served manifest read counts and announces, the first time and every repeat from memory. */
-function recordRead(ctx: MirrorContext, deps: HandlerDeps, target: Target, reference: Reference, manifest: ManifestRecord): void {
-	if (ctx.method !== 'GET') {
+function recordRead(request: RequestFacts, deps: HandlerDeps, target: Target, reference: Reference, manifest: ManifestRecord): void {
+	if (request.method !== 'GET') {
 		return;
 	}
 
 	deps.metrics.recordPull(deps.namespaces.displayName(target.repo)); // one count however the name was spelled (tool, library/tool)
-	notify(ctx, deps, 'pull', {
+	notify(request, deps, 'pull', {
 		repository: target.clientName,
 		mediaType: manifest.mediaType,
 		digest: manifest.digest,
@@ -57,7 +57,7 @@ export function getManifest(deps: HandlerDeps) {
 
 		ctx.body = manifest.content;
 		ctx.length = manifest.content.length;
-		recordRead(ctx, deps, target, reference, manifest);
+		recordRead(factsOf(ctx), deps, target, reference, manifest);
 		if (freshUntil !== undefined && !warning) {
 			ctx.state.answer = {
 				kind: 'manifest',
@@ -65,7 +65,6 @@ export function getManifest(deps: HandlerDeps) {
 				upstream: target.kind === 'cached' ? target.upstream.name : undefined,
 				freshUntil,
 				body: manifest.content,
-				size: manifest.content.length,
 				replay: repeat => recordRead(repeat, deps, target, reference, manifest),
 			};
 		}
@@ -127,7 +126,7 @@ export function putManifest(deps: HandlerDeps) {
 			user: userOf(ctx),
 			at: Date.now(),
 		});
-		notify(ctx, deps, 'push', {
+		notify(factsOf(ctx), deps, 'push', {
 			repository: target.clientName,
 			mediaType: result.mediaType,
 			digest: result.digest,
@@ -142,9 +141,9 @@ export function deleteManifest(deps: HandlerDeps) {
 		const target = writableTargetOf(ctx, deps);
 		const reference = parseReference(params(ctx)['reference'] ?? '');
 		const {untagged} = await deps.writer.deleteManifest(target, reference);
-		notify(ctx, deps, 'delete', {repository: target.clientName, ...(reference.kind === 'tag' ? {tag: reference.tag} : {digest: reference.digest.value})});
+		notify(factsOf(ctx), deps, 'delete', {repository: target.clientName, ...(reference.kind === 'tag' ? {tag: reference.tag} : {digest: reference.digest.value})});
 		for (const tag of untagged) {
-			notify(ctx, deps, 'delete', {repository: target.clientName, tag}); // as the reference registry: one event per tag the delete removed
+			notify(factsOf(ctx), deps, 'delete', {repository: target.clientName, tag}); // as the reference registry: one event per tag the delete removed
 		}
 
 		respondEmpty(ctx, 202);

@@ -8,11 +8,10 @@ import {type IncomingMessage, type Server, type ServerResponse, STATUS_CODES, cr
 import {createServer as createHttpsServer} from 'node:https';
 import {readFileSync} from 'node:fs';
 import {type Duplex} from 'node:stream';
-import type Koa from 'koa';
 import {type Config} from '../config/load.js';
 import {FrameworkError} from '../v2/errors.js';
 import {API_VERSION_HEADER} from './errors.js';
-import {type RequestState} from './state.js';
+import {type MirrorApp} from './app.js';
 
 /** The status for an error Node's HTTP parser reports (`clientError`). */
 function parserStatus(error: NodeJS.ErrnoException): number {
@@ -53,9 +52,32 @@ function answerAndClose(socket: Duplex, status: number, message: string, detail?
 	}
 }
 
-export function createServer(app: Koa<RequestState>, config: Pick<Config, 'tls'>): Server {
-	const callback = app.callback();
-	const handler = (request: IncomingMessage, response: ServerResponse): void => void callback(request, response);
+export function createServer(app: MirrorApp, config: Pick<Config, 'tls'>): Server {
+	const callback = app.koa.callback();
+	const {early} = app;
+	const handler = early
+		? (request: IncomingMessage, response: ServerResponse): void => {
+				// Koa answers whatever the early path leaves, and anything it trips over before sending a byte.
+				const fallBack = (error?: unknown) => {
+					if (response.headersSent) {
+						response.destroy(error instanceof Error ? error : undefined);
+					} else {
+						void callback(request, response);
+					}
+				};
+
+				try {
+					const answered = early(request, response);
+					if (answered === false) {
+						void callback(request, response);
+					} else if (answered !== true) {
+						answered.then(done => done || fallBack(), fallBack);
+					}
+				} catch (error) {
+					fallBack(error);
+				}
+			}
+		: (request: IncomingMessage, response: ServerResponse): void => void callback(request, response);
 	const server: Server = config.tls
 		? createHttpsServer({cert: readFileSync(config.tls.cert), key: readFileSync(config.tls.key)}, handler)
 		: createHttpServer(handler);

@@ -19,6 +19,33 @@ export function userOf(ctx: MirrorContext): string | null {
 	return ctx.state.user ?? null;
 }
 
+/**
+ * What a log line, a pull count or a webhook event says about the request
+ * behind it: the same whether Koa handled the request or the answer cache
+ * answered it before Koa (answer-cache.ts).
+ */
+export type RequestFacts = {
+	id: string;
+	method: string;
+	host: string;
+	protocol: string;
+	userAgent: string;
+	user: string | null;
+	socket: {remoteAddress?: string; remotePort?: number; localPort?: number};
+};
+
+export function factsOf(ctx: MirrorContext): RequestFacts {
+	return {
+		id: ctx.state.requestId,
+		method: ctx.method,
+		host: ctx.host,
+		protocol: ctx.protocol,
+		userAgent: ctx.get('user-agent'),
+		user: userOf(ctx),
+		socket: ctx.req.socket,
+	};
+}
+
 /** What a handler offers to be answered again from memory. */
 /** (Kept by http/answer-cache.ts.) */
 export type CacheableAnswer = {
@@ -28,10 +55,7 @@ export type CacheableAnswer = {
 	upstream?: string;
 	/** Until when (ms since the epoch) the answer holds without asking the store or upstream again. */
 	freshUntil: number;
-	/** The body, or how to read it once the response is done (blobs: their bytes are streamed the first time). */
-	body: Buffer | (() => Promise<Buffer>);
-	/** Size of the body, known before it is read. */
-	size: number;
+	body: Buffer;
 	/** What a repeat costs besides the bytes: pull counters and webhook events, as the handler does them. */
-	replay(ctx: MirrorContext): void;
+	replay(request: RequestFacts): void;
 };

@@ -1,5 +1,5 @@
 /** The V2 blob upload protocol for local namespaces. */
-import {type MirrorContext} from './state.js';
+import {type MirrorContext, factsOf} from './state.js';
 import {type ChunkRange, rangeHeader} from '../local/uploads.js';
 import {type LocalTarget, type Target} from '../service/namespaces.js';
 import {ChunkRangeError, RegistryError} from '../v2/errors.js';
@@ -26,7 +26,7 @@ function sessionHeaders(ctx: MirrorContext, deps: HandlerDeps, target: LocalTarg
 }
 
 function blobCreated(ctx: MirrorContext, deps: HandlerDeps, target: LocalTarget, digest: string, size?: number): void {
-	notify(ctx, deps, 'push', {repository: target.clientName, digest, mediaType: 'application/octet-stream', ...(size === undefined ? {} : {size})}, 'blobs');
+	notify(factsOf(ctx), deps, 'push', {repository: target.clientName, digest, mediaType: 'application/octet-stream', ...(size === undefined ? {} : {size})}, 'blobs');
 	respondEmpty(ctx, 201);
 	ctx.set('Location', location(deps, `${target.clientName}/blobs/${digest}`));
 	ctx.set('Docker-Content-Digest', digest);
