@@ -204,7 +204,8 @@ test(blobFault, {kind: 'drop'}, UNAVAILABLE, 3);
  */
 const resumedFault = test.macro({
 	async exec(t, fault: Fault, times: number, gets: number) {
-		const {upstream, mirror, image} = await setup(t, fault.kind === 'stall' ? {config: {timeout: '1s'}} : {});
+		// A stall is noticed by the socket timeout: 2 s, so that a loaded machine's slow resumed answer is not taken for another.
+		const {upstream, mirror, image} = await setup(t, fault.kind === 'stall' ? {config: {timeout: '2s'}} : {});
 		const path = `/v2/team/app/blobs/${image.layer.digest}`;
 		upstream.setFault(path, fault, {times, methods: ['GET']});
 		assertOk(t, await getBlob(mirror, 'team/app', image.layer.digest), image.layer.bytes, 'one GET through the breaks');
@@ -505,7 +506,9 @@ const STALE_HEADS: Record<StaleFault, number> = {status: 3, 'rate-limit': 1, han
 
 const staleTag = test.macro({
 	async exec(t, kind: StaleFault) {
-		const {upstream, mirror, image} = await setup(t, kind === 'hang' ? {config: {timeout: '1s'}} : {});
+		// The reason quoted is the upstream's answer (or the 1 s timeout): revalidate_timeout is long enough that a
+		// loaded machine does not answer first with "no answer within" (that case has a test of its own).
+		const {upstream, mirror, image} = await setup(t, {config: {revalidate_timeout: '20s', ...(kind === 'hang' ? {timeout: '1s'} : {})}});
 		const first = await recovered(t, async () => getManifest(mirror, 'team/app', '1'), image.manifest, 'first pull');
 		t.is(first.headers['warning'], undefined);
 		await sleep(1100); // past tag_ttl
