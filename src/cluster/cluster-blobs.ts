@@ -23,6 +23,7 @@ import {SingleFlight} from '../util/single-flight.js';
 import {RegistryError} from '../v2/errors.js';
 import {type Digest} from '../v2/grammar.js';
 import {type FillCoordinator} from './coordination.js';
+import {FollowedFill} from './followed-fill.js';
 import {type Peers} from './peers.js';
 
 /** How long a replica waits for another's fill before answering 503 (the owner has not answered yet). */
@@ -30,11 +31,15 @@ const CLAIM_TIMEOUT_MS = 30_000;
 /** Sources a client's stream may go through before it gives up. */
 const MAX_SOURCES = 4;
 
-/** Where this replica gets the bytes: from the layer below (stored, or a fill here), or from the replica filling it. */
-type Claim = {kind: 'here'; result: BlobResult} | {kind: 'remote'; owner: string; size: number};
+/**
+ * Where this replica gets the bytes: from the layer below (stored, or a fill
+ * here), or from the replica filling it (through its temp `file` when that
+ * replica is a worker of this machine).
+ */
+type Claim = {kind: 'here'; result: BlobResult} | {kind: 'remote'; owner: string; size: number; file?: string};
 
-/** What the internal endpoint serves another replica: a fill running here, or the stored blob. */
-export type PeerBlob = {size: number; origin: string | undefined; open(range: ByteRange): Readable};
+/** What the internal endpoint serves another replica: a fill running here (and its temp file), or the stored blob. */
+export type PeerBlob = {size: number; origin: string | undefined; file?: string; open(range: ByteRange): Readable};
 
 export type ClusterBlobsDeps = {
 	coordinator: FillCoordinator;
@@ -46,6 +51,8 @@ export type ClusterBlobsDeps = {
 export class ClusterBlobs implements BlobSource {
 	/** One lookup per upstream and digest at a time in this process. */
 	readonly #claims = new SingleFlight<string, Claim>();
+	/** Other workers' fills followed through their temp files, by file. */
+	readonly #followed = new Map<string, Promise<FollowedFill>>();
 
 	constructor(
 		private readonly below: UpstreamFills,
@@ -90,7 +97,8 @@ export class ClusterBlobs implements BlobSource {
 		if (fill) {
 			await fill.ready.catch(() => undefined);
 			if (fill.state !== 'failed' && fill.size !== undefined) {
-				return {size: fill.size, origin: fill.origin, open: range => fill.createReader(range)};
+				const file = fill.state === 'done' ? undefined : fill.temp?.path;
+				return {size: fill.size, origin: fill.origin, ...(file ? {file} : {}), open: range => fill.createReader(range)};
 			}
 		}
 
@@ -141,7 +149,8 @@ export class ClusterBlobs implements BlobSource {
 						throw request.origin.unknown(digest);
 					}
 
-					return {kind: 'remote', owner, size: remote.size};
+					const file = coordinator.sharesFiles ? remote.file : undefined;
+					return {kind: 'remote', owner, size: remote.size, ...(file ? {file} : {})};
 				}
 			}
 
@@ -192,7 +201,12 @@ export class ClusterBlobs implements BlobSource {
 				}
 
 				const wanted = {start: position, end: range.end};
-				const source = current.kind === 'here' ? current.result.open(wanted) : await this.deps.peers.read(current.owner, digest, wanted);
+				const source =
+					current.kind === 'here'
+						? current.result.open(wanted)
+						: current.file
+							? (await this.#followFile(current.file, digest, current)).createReader(wanted)
+							: await this.deps.peers.read(current.owner, digest, wanted);
 				for await (const chunk of source) {
 					position += (chunk as Uint8Array).length;
 					yield chunk as Uint8Array;
@@ -209,5 +223,25 @@ export class ClusterBlobs implements BlobSource {
 				this.deps.log.warn({err: error, digest: digest.value, position}, 'cluster: blob source failed; carrying on from another');
 			}
 		}
+	}
+
+	/** The fill another worker of this machine writes to `file`, followed by every client here that reads it. */
+	async #followFile(file: string, digest: Digest, claim: {owner: string; size: number}): Promise<FollowedFill> {
+		const known = await this.#followed.get(file)?.catch(() => undefined);
+		if (known?.open) {
+			return known;
+		}
+
+		const {coordinator, content} = this.deps;
+		const opening = FollowedFill.open(file, digest, claim.size, claim.owner, {coordinator, committed: async committed => content.size(committed)});
+		const forget = () => {
+			if (this.#followed.get(file) === opening) {
+				this.#followed.delete(file);
+			}
+		};
+
+		this.#followed.set(file, opening);
+		opening.then(followed => followed.once('closed', forget), forget);
+		return opening;
 	}
 }

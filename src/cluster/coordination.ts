@@ -12,6 +12,8 @@ export interface FillCoordinator {
 	self: string;
 	/** The secret the others show to read fills in progress here. */
 	readonly clusterKey: string;
+	/** The processes share this machine and its data directory: a fill's temp file may be read directly. */
+	readonly sharesFiles: boolean;
 	/** Takes the fill lock for `digest` if nobody holds it. Not asked again for a digest held here. */
 	tryAcquireFill(digest: Digest): Promise<boolean>;
 	releaseFill(digest: Digest): Promise<void>;

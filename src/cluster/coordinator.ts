@@ -30,6 +30,8 @@ function fillKey(digest: Digest): string {
 export class Coordinator implements FillCoordinator {
 	/** The secret other replicas show to read fills in progress (derived from the shared database URL). */
 	readonly clusterKey: string;
+	/** Replicas may run anywhere: fills are read over the internal endpoint. */
+	readonly sharesFiles = false;
 	#lockClient: pg.Client | undefined;
 	#connecting: Promise<pg.Client> | undefined;
 	readonly #held = new Set<string>();

@@ -13,12 +13,14 @@ export const CLUSTER_KEY_HEADER = 'x-mirror-cluster-key';
 /** The size of the blob a peer serves, and the upstream its fill brings it from. */
 export const BLOB_SIZE_HEADER = 'x-blob-size';
 export const FILL_ORIGIN_HEADER = 'x-fill-origin';
+/** The temp file of a fill running there, for a replica on the same machine (a worker) to follow directly. */
+export const FILL_FILE_HEADER = 'x-fill-file';
 
 export class Peers {
 	constructor(private readonly clusterKey: string) {}
 
-	/** What `owner` serves of `digest`: its size and its fill's origin, or undefined. */
-	async size(owner: string, digest: Digest): Promise<{size: number; origin: string | undefined} | undefined> {
+	/** What `owner` serves of `digest`: its size, its fill's origin and temp file, or undefined. */
+	async size(owner: string, digest: Digest): Promise<{size: number; origin: string | undefined; file?: string} | undefined> {
 		const response = await got.head(`${owner}${FILL_ENDPOINT}${digest.value}`, {
 			headers: {[CLUSTER_KEY_HEADER]: this.clusterKey},
 			retry: {limit: 0},
@@ -27,7 +29,10 @@ export class Peers {
 		});
 		const size = Number(response.headers[BLOB_SIZE_HEADER]);
 		const origin = response.headers[FILL_ORIGIN_HEADER];
-		return response.statusCode === 200 && Number.isSafeInteger(size) ? {size, origin: typeof origin === 'string' ? origin : undefined} : undefined;
+		const file = response.headers[FILL_FILE_HEADER];
+		return response.statusCode === 200 && Number.isSafeInteger(size)
+			? {size, origin: typeof origin === 'string' ? origin : undefined, ...(typeof file === 'string' ? {file: decodeURIComponent(file)} : {})}
+			: undefined;
 	}
 
 	/** The bytes `range` of `digest` from `owner`, once it answered. */

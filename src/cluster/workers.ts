@@ -250,6 +250,8 @@ export class PrimaryLink {
 
 /** A worker's side: the FillCoordinator the cluster layer uses, over the link to the primary. */
 export class WorkerCoordinator implements FillCoordinator {
+	/** The workers of one machine share its data directory. */
+	readonly sharesFiles = true;
 	readonly #held = new Set<string>();
 	readonly #waiters = new Map<string, Set<() => void>>();
 

@@ -12,12 +12,15 @@ export type FillState = 'starting' | 'running' | 'done' | 'failed';
 /** Bytes on their way to the temp file, from byte `position`: the same bytes the file will hold. */
 export type InFlightChunk = {position: number; chunk: Uint8Array};
 
+/** What a reader needs of the file a fill writes: its bytes, and keeping it open while it reads. */
+export type FillFile = Pick<TempBlob, 'read' | 'retain' | 'release'>;
+
 /** What a reader needs of the fill it follows. */
 export interface GrowingBlob {
 	readonly state: FillState;
 	readonly size: number | undefined;
 	readonly error: Error | undefined;
-	readonly temp: TempBlob | undefined;
+	readonly temp: FillFile | undefined;
 	/** The chunk being written now, which readers may take from memory. */
 	readonly inFlight?: InFlightChunk;
 	/** How many bytes clients may have right now (the chunk in flight included). */

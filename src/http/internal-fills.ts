@@ -5,7 +5,7 @@
  */
 import Router from '@koa/router';
 import {type ClusterBlobs} from '../cluster/cluster-blobs.js';
-import {BLOB_SIZE_HEADER, CLUSTER_KEY_HEADER, FILL_ENDPOINT, FILL_ORIGIN_HEADER} from '../cluster/peers.js';
+import {BLOB_SIZE_HEADER, CLUSTER_KEY_HEADER, FILL_ENDPOINT, FILL_FILE_HEADER, FILL_ORIGIN_HEADER} from '../cluster/peers.js';
 import {type Digest, parseDigest} from '../v2/grammar.js';
 import {params} from './context.js';
 import {parseRange} from './range.js';
@@ -36,6 +36,10 @@ export function internalFillRoutes(cluster: ClusterBlobs, clusterKey: string): R
 		ctx.set(BLOB_SIZE_HEADER, String(blob.size));
 		if (blob.origin !== undefined) {
 			ctx.set(FILL_ORIGIN_HEADER, blob.origin);
+		}
+
+		if (blob.file !== undefined) {
+			ctx.set(FILL_FILE_HEADER, encodeURIComponent(blob.file)); // a path may hold any character
 		}
 
 		const ranged = blob.size > 0 ? parseRange(ctx.get('range') || undefined, blob.size) : undefined;

@@ -13,6 +13,8 @@ export type ByteRange = {start: number; end: number};
 /** A temp file being filled; readers may read what has been written so far. */
 export interface TempBlob {
 	readonly written: number;
+	/** The local file, when there is one: other processes of this machine may follow it (cluster/followed-fill.ts). */
+	readonly path?: string;
 	append(chunk: Uint8Array): Promise<void>;
 	read(buffer: Uint8Array, length: number, position: number): Promise<number>;
 	/** Moves the file into place under `digest`. The caller has verified it. */

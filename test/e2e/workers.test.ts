@@ -81,6 +81,15 @@ test.serial('a herd of 20 clients on one uncached blob across two workers: one u
 	t.is(upstream.count({method: 'GET', kind: 'blob'}), 1, 'one upstream GET for the whole machine');
 	await waitFor(async () => workersThatAnswered(mirror, 'herd-').size === 2, 'request log lines of both workers', 10_000);
 	t.deepEqual([...workersThatAnswered(mirror, 'herd-')].sort(), [1, 2]);
+	// The worker that does not fill asks the filling one where its fill is (HEADs on the internal endpoint) and
+	// then reads the temp file itself: no byte of the blob crosses between the workers over HTTP.
+	const internal = mirror
+		.logs()
+		.split('\n')
+		.filter(line => line.includes('"msg":"request"') && line.includes(`"path":"/_mirror/fills/${layer.digest}"`))
+		.map(line => /"method":"(\w+)"/.exec(line)?.[1]);
+	t.true(internal.includes('HEAD'), 'the other worker asked where the fill is');
+	t.false(internal.includes('GET'), 'and read no bytes over the internal endpoint');
 });
 
 /** The pids of the primary's children (its workers). */
@@ -89,13 +98,17 @@ async function workerPids(primary: number): Promise<number[]> {
 	return children.trim().split(/\s+/).filter(Boolean).map(Number);
 }
 
-/** Which of `pids` has a file of the store's scratch space open: the worker running the fill. */
+/**
+ * Which of `pids` has a file of the store's scratch space open for writing: the worker running the fill
+ * (the other follows the same file, open read-only).
+ */
 async function fillingPid(pids: number[], dataDir: string): Promise<number | undefined> {
 	for (const pid of pids) {
 		const fds = await readdir(`/proc/${pid}/fd`).catch(() => []);
 		for (const fd of fds) {
 			const target = await readlink(`/proc/${pid}/fd/${fd}`).catch(() => '');
-			if (target.startsWith(join(dataDir, 'tmp'))) {
+			const flags = /^flags:\s*(\d+)/m.exec(await readFile(`/proc/${pid}/fdinfo/${fd}`, 'utf8').catch(() => ''))?.[1];
+			if (target.startsWith(join(dataDir, 'tmp')) && flags !== undefined && (Number.parseInt(flags, 8) & 0o3) !== 0) {
 				return pid;
 			}
 		}
