@@ -360,6 +360,24 @@ export class ForeignLoad {
 }
 
 /**
+ * Waits (up to `maxWaitMs`) until the process tree under `root` is idle: under
+ * `threshold` of a core over a 0.5 s window. The mirror's port answers as
+ * soon as its first worker listens; the others are still loading their
+ * modules, CPU that must not be counted in the first measurement.
+ */
+export async function waitTreeIdle(root: number, threshold = 0.05, maxWaitMs = 30_000): Promise<number> {
+	const started = performance.now();
+	for (;;) {
+		const before = treeTicks(root);
+		await sleep(500);
+		const cores = (treeTicks(root) - before) / CLOCK_TICKS / 0.5;
+		if (cores < threshold || performance.now() - started > maxWaitMs) {
+			return performance.now() - started;
+		}
+	}
+}
+
+/**
  * Waits (up to `maxWaitMs`) until processes outside the benchmark use less
  * than `threshold` of a core over a 0.5 s window. Returns the last load seen.
  */

@@ -9,7 +9,7 @@ import {rm, writeFile} from 'node:fs/promises';
 import {join} from 'node:path';
 import {fileURLToPath} from 'node:url';
 import {forgetTempDir, freePort, run, tempDir} from '../test/helpers/process.js';
-import {type Cores, log, type ServerProcess, spawnServer, waitHttp} from './lib.js';
+import {type Cores, log, type ServerProcess, spawnServer, waitHttp, waitTreeIdle} from './lib.js';
 
 export const repoRoot = fileURLToPath(new URL('..', import.meta.url)).replace(/\/$/, '');
 
@@ -79,6 +79,7 @@ export async function startThisMirror(
 	const server = spawnServer('this mirror', command.cmd, args, {core: opts.core, cwd: dir});
 	const url = `http://127.0.0.1:${port}`;
 	await waitHttp(server, `${url}/v2/`, [200]);
+	await waitTreeIdle(server.child.pid!); // every worker started, not only the first to listen
 	return {
 		name: 'this mirror',
 		url,
