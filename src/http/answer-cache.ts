@@ -142,7 +142,7 @@ export class AnswerCache {
 				response.setHeader(entry.headers[index]!, entry.headers[index + 1]!);
 			}
 
-			response.writeHead(200, {'x-request-id': id, 'content-length': body.length});
+			response.writeHead(200, {'X-Request-Id': id, 'Content-Length': body.length});
 			response.end(request.method === 'HEAD' ? undefined : body);
 			const path = request.url!.split('?', 1)[0]!;
 			recordWhenDone(response, log, metrics, {
@@ -242,10 +242,14 @@ export class AnswerCache {
 	}
 
 	#keep(ctx: MirrorContext, key: string, answer: CacheableAnswer, generation: number): void {
+		// Spelled as the handler set them (Koa's view of the headers is lower-cased), so a repeat is the same answer.
+		// (OutgoingMessage.getRawHeaderNames, in Node since 15.13; @types/node declares it on ClientRequest only.)
+		const rawNames = (ctx.res as typeof ctx.res & {getRawHeaderNames(): string[]}).getRawHeaderNames();
+		const spelled = new Map(rawNames.map(name => [name.toLowerCase(), name]));
 		const headers: string[] = [];
 		for (const [name, value] of Object.entries(ctx.response.headers)) {
 			if (!PER_RESPONSE.has(name.toLowerCase())) {
-				headers.push(name, Array.isArray(value) ? value.join(', ') : String(value));
+				headers.push(spelled.get(name) ?? name, Array.isArray(value) ? value.join(', ') : String(value));
 			}
 		}
 

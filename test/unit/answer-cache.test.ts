@@ -6,6 +6,7 @@
  */
 import test, {type ExecutionContext} from 'ava';
 import Koa from 'koa';
+import http from 'node:http';
 import {type AddressInfo} from 'node:net';
 import {AnswerCache, type AnswerCacheOptions} from '../../src/http/answer-cache.js';
 import {createServer} from '../../src/http/server.js';
@@ -151,6 +152,21 @@ for (const path of ['koa', 'early'] as const) {
 		await get(h, '/a');
 		await get(h, '/a');
 		t.is(h.handled(), 2);
+	});
+
+	test(`${path}: a repeat spells its headers as the first answer did`, async t => {
+		const h = await harness(t, path);
+		const names = async () =>
+			new Promise<string[]>((resolve, reject) => {
+				http.get(`${h.url}/a`, response => {
+					response.resume();
+					resolve(response.rawHeaders.filter((_, index) => index % 2 === 0).filter(name => !/^(date|x-request-id|connection|keep-alive)$/i.test(name)).sort());
+				}).on('error', reject);
+			});
+		const first = await names();
+		t.deepEqual(await names(), first);
+		t.true(first.includes('Docker-Content-Digest'), first.join(' '));
+		t.is(h.handled(), 1);
 	});
 
 	test(`${path}: a hit carries its own request id and is counted as a request`, async t => {
