@@ -16,7 +16,7 @@ import {randomBytes, randomUUID} from 'node:crypto';
 import {closeSync, openSync} from 'node:fs';
 import {mkdir, readFile, rm, writeFile} from 'node:fs/promises';
 import {join} from 'node:path';
-import {S3Client, type S3ClientConfig} from '@aws-sdk/client-s3';
+import {CreateBucketCommand, DeleteBucketCommand, S3Client, type S3ClientConfig} from '@aws-sdk/client-s3';
 import {findExecutable, stopChild, forgetTempDir, freePort, run, type RunResult, tail, tempDir, trackChild, waitFor} from './process.js';
 
 export type Ceph = {
@@ -252,6 +252,26 @@ export async function startCeph(): Promise<Ceph> {
 		if (rgw.gone()) {
 			throw new Error(`radosgw exited (${rgw.exitReason()})`);
 		}
+
+		// radosgw answers HTTP before it can store anything: a mirror's first CreateBucket once got a body that
+		// was not S3 XML. Ready means a bucket can be made (and removed again).
+		const probe = s3ClientFor({endpoint, accessKey, secretKey, region: 'us-east-1', stop: async () => undefined});
+		const bucket = `ready-${randomBytes(4).toString('hex')}`;
+		await waitFor(
+			async () => {
+				checkAlive();
+				await probe.send(new CreateBucketCommand({Bucket: bucket})).catch((error: {name?: string}) => {
+					if (error.name !== 'BucketAlreadyOwnedByYou') {
+						throw error;
+					}
+				});
+				await probe.send(new DeleteBucketCommand({Bucket: bucket}));
+				return true;
+			},
+			`radosgw creating a bucket on ${endpoint}`,
+			60_000,
+		);
+		probe.destroy();
 	} catch (error) {
 		const logs: string[] = [];
 		for (const daemon of daemons) {
