@@ -233,7 +233,7 @@ test.serial('kill -9 of the filling replica mid-fill: clients of the other repli
 	t.is((await database.query<{n: number}>('SELECT count(*)::int AS n FROM fills')).rows[0]?.n, 0, 'no fill is left recorded');
 });
 
-test.serial('kill -9 of the filling replica at 60 %: the replica that takes over carries on from the parts in the bucket; the upstream sends under 1.1x the blob', async t => {
+test.serial('kill -9 of the filling replica at 60 %: the replica that takes over carries on from the parts in the bucket; the upstream sends under 1.2x the blob', async t => {
 	const upstream = await upstreamRegistry(t, 16 * 1024 * 1024);
 	// 5 MiB parts (the S3 minimum): a kill loses the part being gathered and those still on their way.
 	const cluster = await startCluster(t, upstream, 2, () => ({s3: {part_size: '5MiB'}}));
@@ -265,7 +265,9 @@ test.serial('kill -9 of the filling replica at 60 %: the replica that takes over
 	const from = Number(/^bytes=(\d+)-$/.exec(gets[1]?.range ?? '')?.[1]);
 	t.true(from >= 0.4 * size, `B asked for the rest from byte ${from}, after the parts A had uploaded`);
 	const sent = upstream.bytes({method: 'GET', pathIncludes: layer.digest});
-	t.true(sent < 1.1 * size, `the upstream sent ${(sent / size).toFixed(3)}x the blob`);
+	// A restart from byte 0 would be 1.6x or more. What is lost is the part being gathered and the parts still on
+	// their way to the bucket: on a loaded machine (the image test building beside it) that was 1.107x once.
+	t.true(sent < 1.2 * size, `the upstream sent ${(sent / size).toFixed(3)}x the blob`);
 	t.log(`B carried on from byte ${from} of ${size} (${((100 * from) / size).toFixed(1)} %); the upstream sent ${(sent / size).toFixed(3)}x the blob`);
 	t.deepEqual(await assertBucketConsistent(t, cluster), [layer.digest]);
 	const leftovers = await cluster.s3.send(new ListObjectsV2Command({Bucket: cluster.bucket, Prefix: 'mirror/fills/'}));
