@@ -9,6 +9,7 @@ import {type AccessRecorder} from '../store/access.js';
 import {type BlobContent} from '../store/blob-store.js';
 import {type ReadIndex, type WriteIndex} from '../store/metadata.js';
 import {RegistryError, isUpstreamFailure} from '../v2/errors.js';
+import {type Digest} from '../v2/grammar.js';
 import {type BlobRequest, type BlobResult, type BlobSource} from './source.js';
 
 export type StoredBlobsDeps = {
@@ -52,15 +53,7 @@ export class StoredBlobs implements BlobSource {
 
 	/** A stored blob of `size` bytes as a result. */
 	result(request: BlobRequest, size: number): BlobResult {
-		const {content} = this.deps;
-		const sendTo = content.sendTo?.bind(content);
-		return {
-			size,
-			stored: true,
-			outcome: 'hit',
-			open: range => content.createReadStream(request.digest, range, size),
-			send: sendTo && (async (range, out) => sendTo(request.digest, range, out)),
-		};
+		return {...storedBlob(this.deps.content, request.digest, size), outcome: 'hit'};
 	}
 
 	async #anyCopy({digest}: BlobRequest): Promise<number | undefined> {
@@ -116,4 +109,15 @@ export class StoredBlobs implements BlobSource {
 
 		return asked;
 	}
+}
+
+/** A committed blob of `size` bytes as the blob layers and the local service hand it up: streamed, or sent by the store. */
+export function storedBlob(content: Pick<BlobContent, 'createReadStream' | 'sendTo'>, digest: Digest, size: number): Omit<BlobResult, 'outcome'> {
+	const sendTo = content.sendTo?.bind(content);
+	return {
+		size,
+		stored: true,
+		open: range => content.createReadStream(digest, range, size),
+		send: sendTo && (async (range, out) => sendTo(digest, range, out)),
+	};
 }

@@ -76,18 +76,6 @@ export class AnswerCache {
 		});
 	}
 
-	get size(): number {
-		return this.#entries.size;
-	}
-
-	get bytes(): number {
-		return this.#entries.calculatedSize;
-	}
-
-	clear(): void {
-		this.#entries.clear();
-	}
-
 	/**
 	 * The request's key, and the store's generation (read at once from
 	 * SQLite, one round trip to PostgreSQL); undefined when the request may

@@ -146,21 +146,34 @@ export function browserAuth(options: Pick<AuthOptions, 'htpasswd' | 'anonymousPu
  */
 export function adminOnly(options: AuthOptions & {admins: readonly string[]}) {
 	return async (ctx: MirrorContext, next: Next): Promise<void> => {
-		const who = await identify(ctx, options);
-		if (who === 'invalid' || who === 'anonymous' || who.user === null) {
-			throw new RegistryError('UNAUTHORIZED', {
-				message: who === 'invalid' ? 'invalid credentials' : 'authentication required',
-				headers: {'WWW-Authenticate': `Basic realm="${SERVICE}", charset="UTF-8"`},
-			});
-		}
-
-		if (!options.admins.includes(who.user)) {
-			throw new RegistryError('DENIED', {message: 'only administrators (auth.admins) may purge', detail: {user: who.user}});
-		}
-
-		ctx.state.user = who.user;
+		ctx.state.user = await admin(ctx, options, {action: 'purge', loginMessage: 'authentication required'});
 		await next();
 	};
+}
+
+/**
+ * The user making this request if it is one of `auth.admins`: 401 with a
+ * Basic challenge for no or wrong credentials (and, with `needsPush`, for a
+ * token that grants no push), 403 DENIED for a user who is not an admin.
+ */
+async function admin(
+	ctx: MirrorContext,
+	options: AuthOptions & {admins: readonly string[]},
+	what: {action: string; loginMessage: string; needsPush?: boolean},
+): Promise<string> {
+	const who = await identify(ctx, options);
+	if (who === 'invalid' || who === 'anonymous' || who.user === null || (what.needsPush === true && !who.push)) {
+		throw new RegistryError('UNAUTHORIZED', {
+			message: who === 'invalid' ? 'invalid credentials' : what.loginMessage,
+			headers: {'WWW-Authenticate': `Basic realm="${SERVICE}", charset="UTF-8"`},
+		});
+	}
+
+	if (!options.admins.includes(who.user)) {
+		throw new RegistryError('DENIED', {message: `only administrators (auth.admins) may ${what.action}`, detail: {user: who.user}});
+	}
+
+	return who.user;
 }
 
 /**
@@ -176,19 +189,7 @@ export function apiAuth(options: AuthOptions & {admins: readonly string[]}) {
 			return;
 		}
 
-		const who = await identify(ctx, options);
-		if (who === 'anonymous' || who === 'invalid' || !who.push || who.user === null) {
-			throw new RegistryError('UNAUTHORIZED', {
-				message: who === 'invalid' ? 'invalid credentials' : 'changing pins needs a login',
-				headers: {'WWW-Authenticate': `Basic realm="${SERVICE}", charset="UTF-8"`},
-			});
-		}
-
-		if (!options.admins.includes(who.user)) {
-			throw new RegistryError('DENIED', {message: 'only administrators (auth.admins) may pin or unpin', detail: {user: who.user}});
-		}
-
-		ctx.state.user = who.user;
+		ctx.state.user = await admin(ctx, options, {action: 'pin or unpin', loginMessage: 'changing pins needs a login', needsPush: true});
 		await next();
 	};
 }

@@ -41,7 +41,10 @@ async function answerFromMemory(ctx: MirrorContext, deps: HandlerDeps, target: T
 	};
 }
 
-/** The `size` bytes of a stream, in one buffer; fewer or more is an error (the file changed under us). */
+/**
+ * The `size` bytes of a stream, in one buffer; fewer or more is an error (the file changed under us).
+ * (node:stream/consumers' buffer() goes through a Blob: for 64 KiB blobs it cost more than the read.)
+ */
 async function readAll(stream: Readable, size: number): Promise<Buffer> {
 	const chunks: Buffer[] = [];
 	let length = 0;

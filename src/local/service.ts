@@ -1,4 +1,5 @@
 /** Local (pushed) namespaces: reads. Pushes live in uploads.ts. */
+import {storedBlob} from '../fill/stored.js';
 import {type LocalTarget} from '../service/namespaces.js';
 import {type BlobResult, type ManifestResult, type ReadService, type TagList, type TagPage} from '../service/read-service.js';
 import {type AccessRecorder} from '../store/access.js';
@@ -52,14 +53,7 @@ export class LocalService implements ReadService<LocalTarget> {
 	async getBlob(target: LocalTarget, digest: Digest): Promise<BlobResult> {
 		const size = await this.statBlob(target, digest);
 		this.access.touch('blob', digest.value);
-		const {blobs} = this;
-		const sendTo = blobs.sendTo?.bind(blobs);
-		return {
-			size,
-			stored: true,
-			open: range => blobs.createReadStream(digest, range, size),
-			send: sendTo && (async (range, out) => sendTo(digest, range, out)),
-		};
+		return storedBlob(this.blobs, digest, size);
 	}
 
 	async listTags(target: LocalTarget, page: TagPage): Promise<TagList> {

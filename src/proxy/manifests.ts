@@ -119,7 +119,7 @@ export class ProxyManifests {
 	/** Whether a cached tag the upstream cannot confirm may still be answered: within max_stale past its TTL. */
 	#mayServeStale(target: CachedTarget, tagged: TagRecord): boolean {
 		const {maxStaleMs} = target.upstream;
-		return maxStaleMs === undefined || this.#now() <= tagged.checkedAt + target.upstream.tagTtlMs + maxStaleMs;
+		return maxStaleMs === undefined || this.#now() <= this.#freshUntil(target, tagged.checkedAt) + maxStaleMs;
 	}
 
 	/** Whether the upstream's pull budget is short: manifest GETs only for content not cached. */
@@ -144,8 +144,7 @@ export class ProxyManifests {
 
 		if (known && this.#budgetShort(target)) {
 			// Another repository brought these bytes in (verified by digest): no counted GET for them now.
-			await this.#admit(target, known);
-			await this.deps.metadata.putManifest({repo: target.repo, manifest: known, pushed: false, now: this.#now()});
+			await this.#link(target, known);
 			this.deps.onResult?.(target.upstream.name, 'hit');
 			return {manifest: known, freshUntil: FOREVER};
 		}
@@ -208,7 +207,7 @@ export class ProxyManifests {
 					return this.#stale(target, tagged.manifest, error);
 				}
 
-				throw pastMaxStale(target, tagged, error as RegistryError);
+				throw pastMaxStale(target, tagged, this.#freshUntil(target, tagged.checkedAt), error as RegistryError);
 			}
 
 			throw error;
@@ -224,8 +223,7 @@ export class ProxyManifests {
 		const now = this.#now();
 		const known = current === undefined ? undefined : await this.deps.metadata.getRepoManifest(target.repo, current);
 		if (known) {
-			await this.#admit(target, known);
-			await this.deps.metadata.putManifest({repo: target.repo, manifest: known, tag, pushed: false, now});
+			await this.#link(target, known, tag);
 			this.deps.access.touch('manifest', known.digest);
 			this.deps.onResult?.(target.upstream.name, 'revalidated');
 			return {manifest: known, freshUntil: this.#freshUntil(target, now)};
@@ -287,7 +285,12 @@ export class ProxyManifests {
 	}
 
 	async #store(target: CachedTarget, {manifest, references}: Fetched, tag?: string): Promise<void> {
-		await this.#admit(target, manifest); // before anything of a denied image is stored
+		await this.#link(target, manifest, tag, references);
+	}
+
+	/** Stores `manifest` for this repository (and `tag`), once the policy admitted it: nothing of a denied image is stored. */
+	async #link(target: CachedTarget, manifest: ManifestRecord, tag?: string, references?: Fetched['references']): Promise<void> {
+		await this.#admit(target, manifest);
 		await this.deps.metadata.putManifest({repo: target.repo, manifest, tag, pushed: false, references, now: this.#now()});
 	}
 
@@ -301,8 +304,7 @@ export class ProxyManifests {
 }
 
 /** The upstream's error for a cached tag that is past max_stale: what a miss would get, saying why the copy was not served. */
-function pastMaxStale(target: CachedTarget, tagged: TagRecord, error: RegistryError): RegistryError {
-	const dueAt = tagged.checkedAt + target.upstream.tagTtlMs;
+function pastMaxStale(target: CachedTarget, tagged: TagRecord, dueAt: number, error: RegistryError): RegistryError {
 	return new RegistryError(
 		error.code,
 		{
